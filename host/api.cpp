@@ -1,0 +1,410 @@
+// The C API: argument validation (once, here), the thread-local last error, and the
+// hand-off to a backend. No C++ exception crosses into C: every entry point catches.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "bnorm/bnorm.h"
+#include "cpu/cpu_backend.hpp"
+#include "cuda_backend.hpp"
+#include "dispatch.hpp"
+#include "handle.hpp"
+#include "nvtx.hpp"
+#include "status.hpp"
+
+namespace {
+
+using bnorm::make_status;
+using bnorm::ok_status;
+using bnorm::Status;
+
+thread_local std::string t_last_error;
+
+bnorm_status_t report(const Status& s) {
+  if (!s.ok()) t_last_error = s.message;
+  return s.code;
+}
+
+// Runs body, turning escaping exceptions into statuses.
+template <class F>
+bnorm_status_t guarded(const char* fn, F&& body) {
+  try {
+    return report(body());
+  } catch (const std::bad_alloc&) {
+    return report(make_status(BNORM_STATUS_ALLOC_FAILED, "%s: out of host memory", fn));
+  } catch (const std::exception& e) {
+    return report(make_status(BNORM_STATUS_INTERNAL_ERROR, "%s: %s", fn, e.what()));
+  } catch (...) {
+    return report(make_status(BNORM_STATUS_INTERNAL_ERROR, "%s: unknown exception", fn));
+  }
+}
+
+Status check_handle(const bnorm_handle* h) {
+  if (!h) return make_status(BNORM_STATUS_INVALID_VALUE, "handle is NULL");
+  return ok_status();
+}
+
+Status require(const void* p, const char* name) {
+  if (!p) return make_status(BNORM_STATUS_INVALID_VALUE, "%s is NULL", name);
+  if (reinterpret_cast<uintptr_t>(p) % alignof(float) != 0)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "%s is not aligned to 4 bytes", name);
+  return ok_status();
+}
+
+Status optional(const void* p, const char* name) { return p ? require(p, name) : ok_status(); }
+
+// Overflow-safe product of positive sizes, capped well inside int64.
+bool checked_mul(int64_t a, int64_t b, int64_t* out) {
+  constexpr int64_t kMax = int64_t{1} << 62;
+  if (a != 0 && b > kMax / a) return false;
+  *out = a * b;
+  return true;
+}
+
+Status check_desc(const bnorm_tensor_t* d) {
+  if (!d) return make_status(BNORM_STATUS_INVALID_VALUE, "desc is NULL");
+  const char* names[4] = {"n", "c", "h", "w"};
+  const int64_t dims[4] = {d->n, d->c, d->h, d->w};
+  for (int i = 0; i < 4; ++i)
+    if (dims[i] <= 0)
+      return make_status(BNORM_STATUS_INVALID_VALUE, "desc->%s = %lld; sizes must be >= 1", names[i],
+                         static_cast<long long>(dims[i]));
+  int64_t numel = 1;
+  for (int64_t v : dims)
+    if (!checked_mul(numel, v, &numel))
+      return make_status(BNORM_STATUS_INVALID_VALUE, "desc n*c*h*w overflows 2^62 elements");
+  if (d->layout != BNORM_LAYOUT_NCHW && d->layout != BNORM_LAYOUT_NHWC)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "desc->layout = %d is not a bnorm_layout_t",
+                       static_cast<int>(d->layout));
+  if (d->dtype != BNORM_DTYPE_F32 && d->dtype != BNORM_DTYPE_F16 && d->dtype != BNORM_DTYPE_BF16)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "desc->dtype = %d is not a bnorm_dtype_t",
+                       static_cast<int>(d->dtype));
+  if (d->dtype != BNORM_DTYPE_F32)
+    return make_status(BNORM_STATUS_NOT_SUPPORTED, "dtype %s is not implemented yet",
+                       d->dtype == BNORM_DTYPE_F16 ? "F16" : "BF16");
+  return ok_status();
+}
+
+Status check_eps(float eps) {
+  if (!(eps > 0.0f) || !std::isfinite(eps))
+    return make_status(BNORM_STATUS_INVALID_VALUE, "eps = %g; it must be finite and > 0",
+                       static_cast<double>(eps));
+  return ok_status();
+}
+
+// Two tensors of numel floats may be the same buffer or disjoint, never partly overlap.
+Status check_overlap(const void* a, const char* an, const void* b, const char* bn, int64_t numel) {
+  const uintptr_t pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
+  const uintptr_t bytes = static_cast<uintptr_t>(numel) * sizeof(float);
+  if (pa != pb && pa < pb + bytes && pb < pa + bytes)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "%s and %s partly overlap", an, bn);
+  return ok_status();
+}
+
+struct Ptr {
+  const void* p;
+  const char* name;
+};
+
+Status check_device_pointers(const bnorm_handle& h, std::initializer_list<Ptr> ptrs) {
+  if (h.backend != BNORM_BACKEND_CUDA) return ok_status();
+  for (const Ptr& p : ptrs)
+    if (p.p) BNORM_TRY(bnorm::cuda_check_pointer(h, p.p, p.name));
+  return ok_status();
+}
+
+bnorm::Problem make_problem(bnorm_op_t op, const bnorm_tensor_t& d, std::initializer_list<const void*> tensors) {
+  bnorm::Problem pr;
+  pr.op = op;
+  pr.desc = d;
+  pr.shape = bnorm::kern::Shape{d.n, d.c, d.h * d.w};
+  pr.aligned16 = true;
+  for (const void* t : tensors)
+    if (reinterpret_cast<uintptr_t>(t) % 16 != 0) pr.aligned16 = false;
+  return pr;
+}
+
+int64_t numel(const bnorm_tensor_t& d) { return d.n * d.c * d.h * d.w; }
+
+}  // namespace
+
+extern "C" {
+
+int bnorm_get_version(void) { return BNORM_VERSION; }
+
+const char* bnorm_status_string(bnorm_status_t s) {
+  switch (s) {
+    case BNORM_STATUS_SUCCESS: return "BNORM_STATUS_SUCCESS";
+    case BNORM_STATUS_INVALID_VALUE: return "BNORM_STATUS_INVALID_VALUE";
+    case BNORM_STATUS_NOT_SUPPORTED: return "BNORM_STATUS_NOT_SUPPORTED";
+    case BNORM_STATUS_ALLOC_FAILED: return "BNORM_STATUS_ALLOC_FAILED";
+    case BNORM_STATUS_NO_DEVICE: return "BNORM_STATUS_NO_DEVICE";
+    case BNORM_STATUS_CUDA_ERROR: return "BNORM_STATUS_CUDA_ERROR";
+    case BNORM_STATUS_INTERNAL_ERROR: return "BNORM_STATUS_INTERNAL_ERROR";
+  }
+  return "BNORM_STATUS_UNKNOWN";
+}
+
+const char* bnorm_last_error(void) { return t_last_error.c_str(); }
+
+bnorm_status_t bnorm_create(bnorm_handle_t* out, bnorm_backend_t backend, int device) {
+  BNORM_FUNC_RANGE();
+  return guarded(__func__, [&]() -> Status {
+    if (!out) return make_status(BNORM_STATUS_INVALID_VALUE, "handle output pointer is NULL");
+    if (backend != BNORM_BACKEND_CPU && backend != BNORM_BACKEND_CUDA)
+      return make_status(BNORM_STATUS_INVALID_VALUE, "backend = %d is not a bnorm_backend_t",
+                         static_cast<int>(backend));
+    auto h = new bnorm_handle();
+    h->backend = backend;
+    if (backend == BNORM_BACKEND_CUDA) {
+      const Status s = bnorm::cuda_create(h, device);
+      if (!s.ok()) {
+        bnorm::cuda_destroy(h);
+        delete h;
+        return s;
+      }
+    }
+    *out = h;
+    return ok_status();
+  });
+}
+
+bnorm_status_t bnorm_destroy(bnorm_handle_t h) {
+  BNORM_FUNC_RANGE();
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_handle(h));
+    if (h->backend == BNORM_BACKEND_CUDA) bnorm::cuda_destroy(h);
+    delete h;
+    return ok_status();
+  });
+}
+
+bnorm_status_t bnorm_set_stream(bnorm_handle_t h, void* stream) {
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_handle(h));
+    if (h->backend != BNORM_BACKEND_CUDA) return ok_status();
+    return bnorm::cuda_set_stream(h, static_cast<cudaStream_t>(stream));
+  });
+}
+
+bnorm_status_t bnorm_get_stream(bnorm_handle_t h, void** stream) {
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_handle(h));
+    if (!stream) return make_status(BNORM_STATUS_INVALID_VALUE, "stream output pointer is NULL");
+    *stream = h->stream;
+    return ok_status();
+  });
+}
+
+bnorm_status_t bnorm_get_backend(bnorm_handle_t h, bnorm_backend_t* backend) {
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_handle(h));
+    if (!backend) return make_status(BNORM_STATUS_INVALID_VALUE, "backend output pointer is NULL");
+    *backend = h->backend;
+    return ok_status();
+  });
+}
+
+bnorm_status_t bnorm_forward_training(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x,
+                                      void* y, const float* gamma, const float* beta,
+                                      float momentum, float eps, float* running_mean,
+                                      float* running_var, float* save_mean, float* save_invstd) {
+  BNORM_FUNC_RANGE();
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_handle(h));
+    BNORM_TRY(check_desc(d));
+    if (d->n * d->h * d->w < 2)
+      return make_status(BNORM_STATUS_INVALID_VALUE,
+                         "training needs at least 2 values per channel (n*h*w = 1): a single "
+                         "value has no variance");
+    BNORM_TRY(require(x, "x"));
+    BNORM_TRY(require(y, "y"));
+    BNORM_TRY(optional(gamma, "gamma"));
+    BNORM_TRY(optional(beta, "beta"));
+    BNORM_TRY(optional(running_mean, "running_mean"));
+    BNORM_TRY(optional(running_var, "running_var"));
+    BNORM_TRY(optional(save_mean, "save_mean"));
+    BNORM_TRY(optional(save_invstd, "save_invstd"));
+    BNORM_TRY(check_eps(eps));
+    if (!(momentum >= 0.0f && momentum <= 1.0f))
+      return make_status(BNORM_STATUS_INVALID_VALUE, "momentum = %g; it must lie in [0, 1]",
+                         static_cast<double>(momentum));
+    if ((running_mean == nullptr) != (running_var == nullptr))
+      return make_status(BNORM_STATUS_INVALID_VALUE,
+                         "running_mean and running_var must both be NULL or both be given");
+    BNORM_TRY(check_overlap(x, "x", y, "y", numel(*d)));
+    BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
+                                         {running_mean, "running_mean"}, {running_var, "running_var"},
+                                         {save_mean, "save_mean"}, {save_invstd, "save_invstd"}}));
+    if (h->backend == BNORM_BACKEND_CPU) {
+      bnorm::cpu::forward_training(*d, static_cast<const float*>(x), static_cast<float*>(y), gamma,
+                                   beta, momentum, eps, running_mean, running_var, save_mean,
+                                   save_invstd);
+      return ok_status();
+    }
+    bnorm::OpArgs a;
+    a.fwd = {static_cast<const float*>(x), static_cast<float*>(y), gamma, beta, momentum, eps,
+             running_mean, running_var, save_mean, save_invstd};
+    return bnorm::cuda_run(h, make_problem(BNORM_OP_FORWARD_TRAINING, *d, {x, y}), a);
+  });
+}
+
+bnorm_status_t bnorm_forward_inference(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x,
+                                       void* y, const float* gamma, const float* beta,
+                                       const float* running_mean, const float* running_var,
+                                       float eps) {
+  BNORM_FUNC_RANGE();
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_handle(h));
+    BNORM_TRY(check_desc(d));
+    BNORM_TRY(require(x, "x"));
+    BNORM_TRY(require(y, "y"));
+    BNORM_TRY(optional(gamma, "gamma"));
+    BNORM_TRY(optional(beta, "beta"));
+    BNORM_TRY(require(running_mean, "running_mean"));
+    BNORM_TRY(require(running_var, "running_var"));
+    BNORM_TRY(check_eps(eps));
+    BNORM_TRY(check_overlap(x, "x", y, "y", numel(*d)));
+    BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
+                                         {running_mean, "running_mean"}, {running_var, "running_var"}}));
+    if (h->backend == BNORM_BACKEND_CPU) {
+      bnorm::cpu::forward_inference(*d, static_cast<const float*>(x), static_cast<float*>(y), gamma,
+                                    beta, running_mean, running_var, eps);
+      return ok_status();
+    }
+    bnorm::OpArgs a;
+    a.inf = {static_cast<const float*>(x), static_cast<float*>(y), gamma, beta, running_mean,
+             running_var, eps};
+    return bnorm::cuda_run(h, make_problem(BNORM_OP_FORWARD_INFERENCE, *d, {x, y}), a);
+  });
+}
+
+bnorm_status_t bnorm_backward(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x,
+                              const void* dy, const float* gamma, const float* save_mean,
+                              const float* save_invstd, void* dx, float* dgamma, float* dbeta) {
+  BNORM_FUNC_RANGE();
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_handle(h));
+    BNORM_TRY(check_desc(d));
+    BNORM_TRY(require(x, "x"));
+    BNORM_TRY(require(dy, "dy"));
+    BNORM_TRY(optional(gamma, "gamma"));
+    BNORM_TRY(require(save_mean, "save_mean"));
+    BNORM_TRY(require(save_invstd, "save_invstd"));
+    BNORM_TRY(require(dx, "dx"));
+    BNORM_TRY(optional(dgamma, "dgamma"));
+    BNORM_TRY(optional(dbeta, "dbeta"));
+    const int64_t ne = numel(*d);
+    BNORM_TRY(check_overlap(dx, "dx", dy, "dy", ne));
+    if (dx == x) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias x (it may alias dy)");
+    BNORM_TRY(check_overlap(dx, "dx", x, "x", ne));
+    BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {dy, "dy"}, {gamma, "gamma"},
+                                         {save_mean, "save_mean"}, {save_invstd, "save_invstd"},
+                                         {dx, "dx"}, {dgamma, "dgamma"}, {dbeta, "dbeta"}}));
+    if (h->backend == BNORM_BACKEND_CPU) {
+      bnorm::cpu::backward(*d, static_cast<const float*>(x), static_cast<const float*>(dy), gamma,
+                           save_mean, save_invstd, static_cast<float*>(dx), dgamma, dbeta);
+      return ok_status();
+    }
+    bnorm::OpArgs a;
+    a.bwd = {static_cast<const float*>(x), static_cast<const float*>(dy), gamma, save_mean,
+             save_invstd, static_cast<float*>(dx), dgamma, dbeta};
+    return bnorm::cuda_run(h, make_problem(BNORM_OP_BACKWARD, *d, {x, dy, dx}), a);
+  });
+}
+
+// ---- dispatch control -----------------------------------------------------------
+
+bnorm_status_t bnorm_set_variant(bnorm_handle_t h, bnorm_op_t op, const char* spec) {
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_handle(h));
+    if (op < BNORM_OP_FORWARD_TRAINING || op > BNORM_OP_BACKWARD)
+      return make_status(BNORM_STATUS_INVALID_VALUE, "op = %d is not a bnorm_op_t", static_cast<int>(op));
+    if (!spec) {
+      h->forced[op].clear();
+      return ok_status();
+    }
+    if (h->backend == BNORM_BACKEND_CPU) {
+      if (std::strcmp(spec, "cpu_reference") != 0)
+        return make_status(BNORM_STATUS_INVALID_VALUE,
+                           "the CPU backend has one variant, cpu_reference (got '%s')", spec);
+      return ok_status();
+    }
+    const bnorm::Variant* v = nullptr;
+    bnorm::kern::Policy p;
+    BNORM_TRY(bnorm::parse_spec(spec, op, nullptr, h->dev, &v, &p));
+    h->forced[op] = spec;
+    return ok_status();
+  });
+}
+
+namespace {
+
+Status query_problem(const bnorm_handle* h, bnorm_op_t op, const bnorm_tensor_t* d, int aligned16,
+                     bnorm::Problem* pr) {
+  BNORM_TRY(check_handle(h));
+  if (op < BNORM_OP_FORWARD_TRAINING || op > BNORM_OP_BACKWARD)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "op = %d is not a bnorm_op_t", static_cast<int>(op));
+  BNORM_TRY(check_desc(d));
+  *pr = make_problem(op, *d, {});
+  pr->aligned16 = aligned16 != 0;
+  return ok_status();
+}
+
+void copy_out(const std::string& s, char* buf, size_t len) {
+  if (!buf || len == 0) return;
+  const size_t n = std::min(s.size(), len - 1);
+  std::memcpy(buf, s.data(), n);
+  buf[n] = '\0';
+}
+
+}  // namespace
+
+bnorm_status_t bnorm_query_variant(bnorm_handle_t h, bnorm_op_t op, const bnorm_tensor_t* d,
+                                   int aligned16, char* spec, size_t spec_len, bnorm_choice_t* why) {
+  return guarded(__func__, [&]() -> Status {
+    bnorm::Problem pr;
+    BNORM_TRY(query_problem(h, op, d, aligned16, &pr));
+    if (!spec || spec_len == 0)
+      return make_status(BNORM_STATUS_INVALID_VALUE, "spec buffer is NULL or empty");
+    if (h->backend == BNORM_BACKEND_CPU) {
+      copy_out("cpu_reference", spec, spec_len);
+      if (why) *why = BNORM_CHOICE_ONLY;
+      return ok_status();
+    }
+    bnorm::Choice c;
+    BNORM_TRY(bnorm::choose(*h, pr, &c));
+    copy_out(bnorm::format_spec(*c.variant, c.policy), spec, spec_len);
+    if (why) *why = c.why;
+    return ok_status();
+  });
+}
+
+bnorm_status_t bnorm_list_variants(bnorm_handle_t h, bnorm_op_t op, const bnorm_tensor_t* d,
+                                   int aligned16, char* buf, size_t buf_len, int* count,
+                                   size_t* needed) {
+  return guarded(__func__, [&]() -> Status {
+    bnorm::Problem pr;
+    BNORM_TRY(query_problem(h, op, d, aligned16, &pr));
+    if (!count) return make_status(BNORM_STATUS_INVALID_VALUE, "count is NULL");
+    std::string all;
+    int n = 0;
+    if (h->backend == BNORM_BACKEND_CPU) {
+      all = "cpu_reference\n";
+      n = 1;
+    } else {
+      for (const bnorm::Choice& c : bnorm::supported_configs(*h, pr)) {
+        all += bnorm::format_spec(*c.variant, c.policy) + "\n";
+        ++n;
+      }
+    }
+    *count = n;
+    if (needed) *needed = all.size() + 1;
+    copy_out(all, buf, buf_len);
+    return ok_status();
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,96 @@
+// The CPU reference backend (see cpu_backend.hpp).
+#include "cpu_backend.hpp"
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/welford.cuh"
+
+namespace bnorm::cpu {
+namespace {
+
+// Visits the offsets of channel c's values in storage order of its rows, which is the
+// order the statistics are accumulated in (fixed, so results are repeatable).
+template <class F>
+void for_each_in_channel(const bnorm_tensor_t& d, int64_t c, F&& f) {
+  const int64_t hw = d.h * d.w;
+  if (d.layout == BNORM_LAYOUT_NCHW) {
+    for (int64_t n = 0; n < d.n; ++n) {
+      const int64_t base = (n * d.c + c) * hw;
+      for (int64_t i = 0; i < hw; ++i) f(base + i);
+    }
+  } else {
+    const int64_t rows = d.n * hw;
+    for (int64_t r = 0; r < rows; ++r) f(r * d.c + c);
+  }
+}
+
+}  // namespace
+
+void forward_training(const bnorm_tensor_t& d, const float* x, float* y, const float* gamma,
+                      const float* beta, float momentum, float eps, float* running_mean,
+                      float* running_var, float* save_mean, float* save_invstd) {
+  const int64_t m = d.n * d.h * d.w;
+  for (int64_t c = 0; c < d.c; ++c) {
+    Welford<double> s = welford_empty<double>();
+    for_each_in_channel(d, c, [&](int64_t o) { welford_push<double>(s, x[o]); });
+    const double var = s.m2 / static_cast<double>(m);
+    const double invstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    const double g = gamma ? gamma[c] : 1.0;
+    const double b = beta ? beta[c] : 0.0;
+    const double mean = s.mean;
+    for_each_in_channel(d, c, [&](int64_t o) {
+      y[o] = static_cast<float>((static_cast<double>(x[o]) - mean) * invstd * g + b);
+    });
+    if (save_mean) save_mean[c] = static_cast<float>(mean);
+    if (save_invstd) save_invstd[c] = static_cast<float>(invstd);
+    if (running_mean) {
+      const double mo = momentum;
+      const double var_unbiased = s.m2 / static_cast<double>(m - 1);
+      running_mean[c] = static_cast<float>((1.0 - mo) * running_mean[c] + mo * mean);
+      running_var[c] = static_cast<float>((1.0 - mo) * running_var[c] + mo * var_unbiased);
+    }
+  }
+}
+
+void forward_inference(const bnorm_tensor_t& d, const float* x, float* y, const float* gamma,
+                       const float* beta, const float* running_mean, const float* running_var,
+                       float eps) {
+  for (int64_t c = 0; c < d.c; ++c) {
+    const double invstd =
+        1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(eps));
+    const double g = gamma ? gamma[c] : 1.0;
+    const double b = beta ? beta[c] : 0.0;
+    const double mean = running_mean[c];
+    for_each_in_channel(d, c, [&](int64_t o) {
+      y[o] = static_cast<float>((static_cast<double>(x[o]) - mean) * invstd * g + b);
+    });
+  }
+}
+
+void backward(const bnorm_tensor_t& d, const float* x, const float* dy, const float* gamma,
+              const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
+              float* dbeta) {
+  const double m = static_cast<double>(d.n * d.h * d.w);
+  for (int64_t c = 0; c < d.c; ++c) {
+    const double mean = save_mean[c];
+    const double invstd = save_invstd[c];
+    double sum_dy = 0.0, sum_dy_xc = 0.0;
+    for_each_in_channel(d, c, [&](int64_t o) {
+      sum_dy += dy[o];
+      sum_dy_xc += static_cast<double>(dy[o]) * (static_cast<double>(x[o]) - mean);
+    });
+    const double db = sum_dy;
+    const double dg = sum_dy_xc * invstd;
+    const double g = gamma ? gamma[c] : 1.0;
+    const double k = g * invstd / m;
+    for_each_in_channel(d, c, [&](int64_t o) {
+      const double xhat = (static_cast<double>(x[o]) - mean) * invstd;
+      dx[o] = static_cast<float>(k * (m * dy[o] - db - xhat * dg));
+    });
+    if (dgamma) dgamma[c] = static_cast<float>(dg);
+    if (dbeta) dbeta[c] = static_cast<float>(db);
+  }
+}
+
+}  // namespace bnorm::cpu

@@ -1,0 +1,295 @@
+// The variant registry, spec strings, and the choice of a variant for a call.
+#include "dispatch.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "tuning_cache.hpp"
+
+namespace bnorm {
+namespace {
+
+using kern::Device;
+using kern::Policy;
+
+bool vec4_allowed(const Problem& pr) { return pr.aligned16 && pr.shape.hw % 4 == 0; }
+
+int64_t wave_ctas(const Device& d, int threads) {
+  return static_cast<int64_t>(d.sm_count) * std::max(1, d.max_threads_per_sm / threads);
+}
+
+// What every kernel of this generation requires, whatever the policy.
+std::string why_not_common(const Problem& pr, const Policy& p) {
+  // With h*w = 1 the two layouts are the same (N, C) matrix.
+  if (pr.desc.layout != BNORM_LAYOUT_NCHW && pr.shape.hw != 1)
+    return "layout NHWC is not implemented on CUDA yet";
+  if (pr.desc.dtype != BNORM_DTYPE_F32) return "only dtype F32 is implemented on CUDA yet";
+  if (!kern::policy_compiled(p)) return "no kernel compiled for this threads/vec pair";
+  if (p.vec == 4 && pr.shape.hw % 4 != 0) return "vec 4 needs h*w divisible by 4";
+  if (p.vec == 4 && !pr.aligned16) return "vec 4 needs 16-byte aligned pointers";
+  if (pr.shape.c > INT32_MAX) return "more than 2^31-1 channels";
+  return "";
+}
+
+// ---- two-pass reductions (forward training, backward) ----------------------------
+
+std::string why_not_block(const Problem& pr, const Policy& p, const Device&) {
+  std::string r = why_not_common(pr, p);
+  if (r.empty() && p.splits != 1) r = "two_pass_block runs one CTA per channel (s1)";
+  return r;
+}
+
+std::string why_not_split(const Problem& pr, const Policy& p, const Device&) {
+  std::string r = why_not_common(pr, p);
+  if (r.empty() && (p.splits < 2 || p.splits > kern::kMaxSplits))
+    r = "two_pass_split needs 2 to 128 CTAs per channel";
+  return r;
+}
+
+Policy heuristic_block(const Problem& pr, const Device&) {
+  Policy p;
+  p.vec = vec4_allowed(pr) ? 4 : 1;
+  p.threads = pr.shape.m() >= 64 * 1024 ? 512 : 256;
+  p.splits = 1;
+  return p;
+}
+
+// Enough CTAs per channel for one wave over the GPU, but no CTA with less than a few
+// chunks of work: past that, the merge and the idle lanes cost more than they save.
+Policy heuristic_split(const Problem& pr, const Device& d) {
+  Policy p;
+  p.vec = vec4_allowed(pr) ? 4 : 1;
+  p.threads = 256;
+  const int64_t vectors = pr.shape.m() / p.vec;
+  const int64_t by_work = std::max<int64_t>(1, vectors / (int64_t{p.threads} * 16 * 2));
+  const int64_t by_wave = (wave_ctas(d, p.threads) + pr.shape.c - 1) / pr.shape.c;
+  p.splits = static_cast<int>(std::clamp<int64_t>(std::min(by_work, by_wave), 2, kern::kMaxSplits));
+  return p;
+}
+
+std::vector<Policy> space_reduce(const Problem& pr, bool split) {
+  std::vector<Policy> out;
+  const int vecs[2] = {4, 1};
+  for (int vec : vecs) {
+    if (vec == 4 && !vec4_allowed(pr)) continue;
+    for (int threads : {128, 256, 512}) {
+      if (!split) {
+        out.push_back(Policy{threads, vec, 1});
+        continue;
+      }
+      const int64_t vectors = pr.shape.m() / vec;
+      for (int s = 2; s <= kern::kMaxSplits; s *= 2) {
+        if (static_cast<int64_t>(s - 1) * threads >= vectors) break;  // idle CTAs
+        out.push_back(Policy{threads, vec, s});
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<Policy> space_block(const Problem& pr, const Device&) { return space_reduce(pr, false); }
+std::vector<Policy> space_split(const Problem& pr, const Device&) { return space_reduce(pr, true); }
+
+size_t ws_reduce(const Problem& pr, const Policy& p) { return kern::two_pass_workspace_bytes(pr.shape, p); }
+size_t ws_none(const Problem&, const Policy&) { return 0; }
+
+cudaError_t launch_fwd_two_pass(const Problem& pr, const Policy& p, const Device& d, const OpArgs& a,
+                                const kern::Workspace& ws, cudaStream_t st) {
+  return kern::forward_training_two_pass(pr.shape, p, d, a.fwd, ws, st);
+}
+cudaError_t launch_bwd_two_pass(const Problem& pr, const Policy& p, const Device& d, const OpArgs& a,
+                                const kern::Workspace& ws, cudaStream_t st) {
+  return kern::backward_two_pass(pr.shape, p, d, a.bwd, ws, st);
+}
+
+// ---- elementwise (inference) -----------------------------------------------------
+
+std::string why_not_normalize(const Problem& pr, const Policy& p, const Device&) {
+  std::string r = why_not_common(pr, p);
+  if (r.empty() && p.splits != 1) r = "normalize has no CTAs-per-channel knob (s1)";
+  return r;
+}
+Policy heuristic_normalize(const Problem& pr, const Device&) {
+  return Policy{256, vec4_allowed(pr) ? 4 : 1, 1};
+}
+std::vector<Policy> space_normalize(const Problem& pr, const Device&) {
+  return space_reduce(pr, false);
+}
+cudaError_t launch_inference(const Problem& pr, const Policy& p, const Device& d, const OpArgs& a,
+                             const kern::Workspace&, cudaStream_t st) {
+  return kern::forward_inference(pr.shape, p, d, a.inf, st);
+}
+
+bool verbose() {
+  static const bool v = [] {
+    const char* e = std::getenv("BNORM_VERBOSE");
+    return e && *e && *e != '0';
+  }();
+  return v;
+}
+
+const char* op_name(bnorm_op_t op) {
+  switch (op) {
+    case BNORM_OP_FORWARD_TRAINING: return "forward_training";
+    case BNORM_OP_FORWARD_INFERENCE: return "forward_inference";
+    case BNORM_OP_BACKWARD: return "backward";
+  }
+  return "?";
+}
+
+const char* choice_name(bnorm_choice_t c) {
+  switch (c) {
+    case BNORM_CHOICE_OVERRIDE: return "override";
+    case BNORM_CHOICE_CACHE: return "cache";
+    case BNORM_CHOICE_NEAREST: return "nearest";
+    case BNORM_CHOICE_HEURISTIC: return "heuristic";
+    case BNORM_CHOICE_ONLY: return "only";
+  }
+  return "?";
+}
+
+// The op-level heuristic: split the reduction when one CTA per channel would leave
+// most of the GPU idle and the channels are long enough to share.
+Choice heuristic_choice(const Problem& pr, const Device& d) {
+  Choice c;
+  c.why = BNORM_CHOICE_HEURISTIC;
+  const char* name = "normalize";
+  if (pr.op != BNORM_OP_FORWARD_INFERENCE) {
+    const bool few_channels = pr.shape.c < wave_ctas(d, 256) / 2;
+    const bool long_channels = pr.shape.m() >= 4 * 256 * 16;
+    name = few_channels && long_channels ? "two_pass_split" : "two_pass_block";
+  }
+  c.variant = find_variant(pr.op, name);
+  c.policy = c.variant->heuristic(pr, d);
+  return c;
+}
+
+}  // namespace
+
+const std::vector<Variant>& registry() {
+  static const std::vector<Variant> r = {
+      {"two_pass_block", BNORM_OP_FORWARD_TRAINING, why_not_block, heuristic_block, space_block,
+       ws_reduce, launch_fwd_two_pass},
+      {"two_pass_split", BNORM_OP_FORWARD_TRAINING, why_not_split, heuristic_split, space_split,
+       ws_reduce, launch_fwd_two_pass},
+      {"normalize", BNORM_OP_FORWARD_INFERENCE, why_not_normalize, heuristic_normalize,
+       space_normalize, ws_none, launch_inference},
+      {"two_pass_block", BNORM_OP_BACKWARD, why_not_block, heuristic_block, space_block, ws_reduce,
+       launch_bwd_two_pass},
+      {"two_pass_split", BNORM_OP_BACKWARD, why_not_split, heuristic_split, space_split, ws_reduce,
+       launch_bwd_two_pass},
+  };
+  return r;
+}
+
+const Variant* find_variant(bnorm_op_t op, const std::string& name) {
+  for (const Variant& v : registry())
+    if (v.op == op && name == v.name) return &v;
+  return nullptr;
+}
+
+std::string format_spec(const Variant& v, const Policy& p) {
+  std::ostringstream s;
+  s << v.name << ":t" << p.threads << ":v" << p.vec << ":s" << p.splits;
+  return s.str();
+}
+
+namespace {
+
+// Splits "name:t256:v4" into the name and its (key, value) parts.
+bool split_spec(const std::string& spec, std::string* name, std::vector<std::pair<char, long>>* parts) {
+  std::istringstream in(spec);
+  std::string tok;
+  if (!std::getline(in, *name, ':') || name->empty()) return false;
+  while (std::getline(in, tok, ':')) {
+    if (tok.size() < 2 || (tok[0] != 't' && tok[0] != 'v' && tok[0] != 's')) return false;
+    char* end = nullptr;
+    const long val = std::strtol(tok.c_str() + 1, &end, 10);
+    if (*end != '\0' || val <= 0 || val > 1 << 20) return false;
+    parts->emplace_back(tok[0], val);
+  }
+  return true;
+}
+
+}  // namespace
+
+bool spec_names_op(const std::string& spec, bnorm_op_t op) {
+  std::string name;
+  std::vector<std::pair<char, long>> parts;
+  return split_spec(spec, &name, &parts) && find_variant(op, name) != nullptr;
+}
+
+Status parse_spec(const std::string& spec, bnorm_op_t op, const Problem* pr, const Device& d,
+                  const Variant** v, Policy* p) {
+  std::string name;
+  std::vector<std::pair<char, long>> parts;
+  if (!split_spec(spec, &name, &parts))
+    return make_status(BNORM_STATUS_INVALID_VALUE,
+                       "variant spec '%s' is malformed: expected name[:tN][:vN][:sN]", spec.c_str());
+  *v = find_variant(op, name);
+  if (!*v)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "no variant '%s' for %s", name.c_str(),
+                       op_name(op));
+  *p = pr ? (*v)->heuristic(*pr, d) : Policy{};
+  for (const auto& [k, val] : parts) {
+    if (k == 't') p->threads = static_cast<int>(val);
+    if (k == 'v') p->vec = static_cast<int>(val);
+    if (k == 's') p->splits = static_cast<int>(val);
+  }
+  return ok_status();
+}
+
+Status choose(const bnorm_handle& h, const Problem& pr, Choice* out) {
+  const Device& d = h.dev;
+  std::string forced = h.forced[pr.op];
+  if (forced.empty()) {
+    const char* env = std::getenv("BNORM_VARIANT");
+    if (env && spec_names_op(env, pr.op)) forced = env;
+  }
+  if (!forced.empty()) {
+    Choice c;
+    c.why = BNORM_CHOICE_OVERRIDE;
+    BNORM_TRY(parse_spec(forced, pr.op, &pr, d, &c.variant, &c.policy));
+    const std::string why = c.variant->why_not(pr, c.policy, d);
+    if (!why.empty())
+      return make_status(BNORM_STATUS_NOT_SUPPORTED, "forced variant %s does not support this call: %s",
+                         format_spec(*c.variant, c.policy).c_str(), why.c_str());
+    *out = c;
+  } else {
+    Choice c;
+    if (!tuning::lookup(h, pr, &c)) c = heuristic_choice(pr, d);
+    const std::string why = c.variant->why_not(pr, c.policy, d);
+    if (!why.empty()) {
+      // The heuristic only names variants of this generation's layout and dtype.
+      return make_status(BNORM_STATUS_NOT_SUPPORTED, "%s: %s", op_name(pr.op), why.c_str());
+    }
+    *out = c;
+  }
+  if (verbose())
+    std::fprintf(stderr, "bnorm: %s n=%lld c=%lld h=%lld w=%lld -> %s (%s)\n", op_name(pr.op),
+                 static_cast<long long>(pr.desc.n), static_cast<long long>(pr.desc.c),
+                 static_cast<long long>(pr.desc.h), static_cast<long long>(pr.desc.w),
+                 format_spec(*out->variant, out->policy).c_str(), choice_name(out->why));
+  return ok_status();
+}
+
+std::vector<Choice> supported_configs(const bnorm_handle& h, const Problem& pr) {
+  std::vector<Choice> out;
+  const Choice first = heuristic_choice(pr, h.dev);
+  if (first.variant->why_not(pr, first.policy, h.dev).empty()) out.push_back(first);
+  for (const Variant& v : registry()) {
+    if (v.op != pr.op) continue;
+    for (const Policy& p : v.space(pr, h.dev)) {
+      if (!v.why_not(pr, p, h.dev).empty()) continue;
+      if (!out.empty() && out[0].variant == &v && out[0].policy.threads == p.threads &&
+          out[0].policy.vec == p.vec && out[0].policy.splits == p.splits)
+        continue;
+      out.push_back(Choice{&v, p, BNORM_CHOICE_HEURISTIC});
+    }
+  }
+  return out;
+}
+
+}  // namespace bnorm

@@ -1,0 +1,71 @@
+// The variant registry and the choice of a (variant, policy) for a call.
+//
+// The registry is the single list that the API, the tests, the benchmarks and the tuner
+// iterate: a variant is tested and benchmarked by being registered here.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "bnorm/bnorm.h"
+#include "handle.hpp"
+#include "kernels/launch.hpp"
+#include "status.hpp"
+
+namespace bnorm {
+
+// One call as dispatch sees it, after validation.
+struct Problem {
+  bnorm_op_t op = BNORM_OP_FORWARD_TRAINING;
+  bnorm_tensor_t desc{};
+  kern::Shape shape;       // NCHW view: n, c, hw
+  bool aligned16 = false;  // every tensor pointer of the call is 16-byte aligned
+};
+
+// The tensors and scalars of a call; the member for the call's op is used.
+struct OpArgs {
+  kern::ForwardTrainingArgs fwd{};
+  kern::ForwardInferenceArgs inf{};
+  kern::BackwardArgs bwd{};
+};
+
+struct Variant {
+  const char* name;
+  bnorm_op_t op;
+  // Why not, or "" when the variant runs this problem with this policy.
+  std::string (*why_not)(const Problem&, const kern::Policy&, const kern::Device&);
+  // The policy this variant would pick for the problem.
+  kern::Policy (*heuristic)(const Problem&, const kern::Device&);
+  // Every policy worth timing for the problem (the tuner's space), before why_not.
+  std::vector<kern::Policy> (*space)(const Problem&, const kern::Device&);
+  // Bytes of workspace for (problem, policy).
+  size_t (*workspace)(const Problem&, const kern::Policy&);
+  cudaError_t (*launch)(const Problem&, const kern::Policy&, const kern::Device&, const OpArgs&,
+                        const kern::Workspace&, cudaStream_t);
+};
+
+const std::vector<Variant>& registry();
+const Variant* find_variant(bnorm_op_t op, const std::string& name);
+
+// "name:t256:v4:s8"
+std::string format_spec(const Variant& v, const kern::Policy& p);
+// Parses a spec against the registry; parts left out come from the heuristic.
+Status parse_spec(const std::string& spec, bnorm_op_t op, const Problem* pr, const kern::Device& d,
+                  const Variant** v, kern::Policy* p);
+// Whether spec names a variant of op (its policy part well formed).
+bool spec_names_op(const std::string& spec, bnorm_op_t op);
+
+struct Choice {
+  const Variant* variant = nullptr;
+  kern::Policy policy;
+  bnorm_choice_t why = BNORM_CHOICE_HEURISTIC;
+};
+
+// Override, then tuning cache, then heuristic; fails only when an override does not
+// support the call.
+Status choose(const bnorm_handle& h, const Problem& pr, Choice* out);
+
+// Every supporting configuration, the heuristic's choice first.
+std::vector<Choice> supported_configs(const bnorm_handle& h, const Problem& pr);
+
+}  // namespace bnorm

@@ -1,0 +1,172 @@
+/*
+ * bnorm: batch normalization kernels behind a small C API.
+ *
+ * This is the only header a user includes. It compiles as C11 and as C++.
+ *
+ * Conventions
+ *  - Every call returns a bnorm_status_t; bnorm_last_error() gives a readable
+ *    message for the last failing call on the calling thread.
+ *  - A failing call writes no output: arguments are validated before any work.
+ *  - Pointers belong to the handle's backend: device memory (or memory the device
+ *    can address) for BNORM_BACKEND_CUDA, host memory for BNORM_BACKEND_CPU.
+ *  - CUDA calls are asynchronous on the handle's stream, like cuDNN. CPU calls are
+ *    synchronous.
+ *  - Per-channel parameters and statistics are float32 arrays of C elements, whatever
+ *    the dtype of x.
+ *  - In-place: y may equal x; dx may equal dy. No other overlap is allowed.
+ *
+ * Threads: a handle is used by one thread at a time (create one per thread, as with
+ * cuDNN). Different handles may be used concurrently from different threads. The
+ * last-error message is per thread. bnorm_tuning_load() is safe to call at any time.
+ */
+#ifndef BNORM_BNORM_H
+#define BNORM_BNORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bnorm/bnorm_export.h"
+#include "bnorm/bnorm_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Values are part of the ABI: never renumber. */
+typedef enum {
+  BNORM_STATUS_SUCCESS = 0,
+  BNORM_STATUS_INVALID_VALUE = 1,  /* a bad argument: the message names it */
+  BNORM_STATUS_NOT_SUPPORTED = 2,  /* valid, but no implementation (dtype, layout, ...) */
+  BNORM_STATUS_ALLOC_FAILED = 3,
+  BNORM_STATUS_NO_DEVICE = 4,      /* a CUDA handle was asked for and no usable GPU exists */
+  BNORM_STATUS_CUDA_ERROR = 5,     /* the CUDA runtime reported an error: see the message */
+  BNORM_STATUS_INTERNAL_ERROR = 6
+} bnorm_status_t;
+
+typedef enum { BNORM_BACKEND_CPU = 0, BNORM_BACKEND_CUDA = 1 } bnorm_backend_t;
+
+typedef enum { BNORM_LAYOUT_NCHW = 0, BNORM_LAYOUT_NHWC = 1 } bnorm_layout_t;
+
+typedef enum { BNORM_DTYPE_F32 = 0, BNORM_DTYPE_F16 = 1, BNORM_DTYPE_BF16 = 2 } bnorm_dtype_t;
+
+/* The operations a handle can run; used by the dispatch query and the tuning cache. */
+typedef enum {
+  BNORM_OP_FORWARD_TRAINING = 0,
+  BNORM_OP_FORWARD_INFERENCE = 1,
+  BNORM_OP_BACKWARD = 2
+} bnorm_op_t;
+
+/* A dense tensor. An (N, C) activation of a fully connected layer is h = w = 1.
+ * Statistics are per channel over M = n*h*w values. */
+typedef struct {
+  int64_t n, c, h, w;
+  bnorm_layout_t layout;
+  bnorm_dtype_t dtype;
+} bnorm_tensor_t;
+
+typedef struct bnorm_handle* bnorm_handle_t;
+
+/* Version of the library that is running (BNORM_VERSION of the build). */
+BNORM_API int bnorm_get_version(void);
+
+BNORM_API const char* bnorm_status_string(bnorm_status_t status);
+
+/* Message of the last failing call on this thread ("" if none). Valid until the next
+ * failing call on this thread. */
+BNORM_API const char* bnorm_last_error(void);
+
+/* device is the CUDA device ordinal (ignored for the CPU backend). A CUDA handle owns
+ * a small device workspace, allocated here once: no call allocates afterwards.
+ * Returns BNORM_STATUS_NO_DEVICE when no usable GPU (or driver) is present. */
+BNORM_API bnorm_status_t bnorm_create(bnorm_handle_t* handle, bnorm_backend_t backend, int device);
+BNORM_API bnorm_status_t bnorm_destroy(bnorm_handle_t handle);
+
+/* cuda_stream is a cudaStream_t; NULL is the legacy default stream. The CPU backend
+ * accepts and ignores it. */
+BNORM_API bnorm_status_t bnorm_set_stream(bnorm_handle_t handle, void* cuda_stream);
+BNORM_API bnorm_status_t bnorm_get_stream(bnorm_handle_t handle, void** cuda_stream);
+BNORM_API bnorm_status_t bnorm_get_backend(bnorm_handle_t handle, bnorm_backend_t* backend);
+
+/*
+ * Forward in training mode, per channel c over its M = n*h*w values:
+ *   mean_c = sum(x)/M,  var_c = sum((x - mean_c)^2)/M    (Welford, fp32 or better)
+ *   y = (x - mean_c) / sqrt(var_c + eps) * gamma_c + beta_c
+ * gamma, beta: NULL means 1 and 0.
+ * running_mean, running_var: NULL for none, else both given and updated in place
+ *   (PyTorch's convention; momentum equals cuDNN's exponentialAverageFactor, and is the
+ *   complement of Keras's momentum):
+ *   running_mean = (1 - momentum) * running_mean + momentum * mean_c
+ *   running_var  = (1 - momentum) * running_var  + momentum * var_c * M / (M - 1)
+ * save_mean, save_invstd: NULL for none, else receive mean_c and 1/sqrt(var_c + eps),
+ *   the inputs of bnorm_backward.
+ * Requires M >= 2 (a single value has no variance), eps > 0 and finite,
+ * 0 <= momentum <= 1.
+ */
+BNORM_API bnorm_status_t bnorm_forward_training(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, void* y,
+    const float* gamma, const float* beta, float momentum, float eps,
+    float* running_mean, float* running_var, float* save_mean, float* save_invstd);
+
+/* Forward in inference mode:
+ *   y = (x - running_mean_c) / sqrt(running_var_c + eps) * gamma_c + beta_c
+ * running_mean and running_var are required; gamma, beta may be NULL (1 and 0). */
+BNORM_API bnorm_status_t bnorm_forward_inference(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, void* y,
+    const float* gamma, const float* beta, const float* running_mean,
+    const float* running_var, float eps);
+
+/* Backward of bnorm_forward_training, from its saved statistics. With
+ * xhat = (x - save_mean_c) * save_invstd_c, per channel over M values:
+ *   dbeta_c  = sum(dy)
+ *   dgamma_c = sum(dy * xhat)
+ *   dx = gamma_c * save_invstd_c / M * (M * dy - dbeta_c - xhat * dgamma_c)
+ * gamma: NULL means 1. dgamma, dbeta: NULL when not wanted. dx is required. */
+BNORM_API bnorm_status_t bnorm_backward(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, const void* dy,
+    const float* gamma, const float* save_mean, const float* save_invstd, void* dx,
+    float* dgamma, float* dbeta);
+
+/* ---- Dispatch: which kernel runs, and why ----------------------------------------
+ *
+ * Each CUDA operation has registered kernel variants, each with a launch policy. A
+ * variant spec is "name" or "name:tT:vV:sS" (threads per CTA, values per vector load,
+ * CTAs per channel), e.g. "two_pass_split:t256:v4:s8"; parts left out take the
+ * heuristic's value. The choice for a call, in order: a spec forced on the handle
+ * (bnorm_set_variant) or by the environment (BNORM_VARIANT, applied to the ops that
+ * have a variant of that name), an entry of the tuning cache, the heuristic.
+ * BNORM_VERBOSE=1 prints every choice to stderr. The CPU backend has one
+ * implementation, named "cpu_reference". */
+typedef enum {
+  BNORM_CHOICE_OVERRIDE = 0,  /* bnorm_set_variant or BNORM_VARIANT */
+  BNORM_CHOICE_CACHE = 1,     /* the tuning cache's entry for this exact key */
+  BNORM_CHOICE_NEAREST = 2,   /* the tuning cache's entry of the nearest shape */
+  BNORM_CHOICE_HEURISTIC = 3,
+  BNORM_CHOICE_ONLY = 4       /* the backend has one implementation */
+} bnorm_choice_t;
+
+/* Forces spec for op on this handle (NULL clears it). A spec naming no variant of op
+ * is rejected with BNORM_STATUS_INVALID_VALUE; a call the forced variant does not
+ * support fails with BNORM_STATUS_NOT_SUPPORTED rather than running another. */
+BNORM_API bnorm_status_t bnorm_set_variant(bnorm_handle_t handle, bnorm_op_t op, const char* spec);
+
+/* The full spec a call with this descriptor would run, and why. pointers_aligned16 says
+ * whether all its tensor pointers are 16-byte aligned (cudaMalloc's are). spec receives
+ * at most spec_len bytes, NUL-terminated. */
+BNORM_API bnorm_status_t bnorm_query_variant(bnorm_handle_t handle, bnorm_op_t op,
+                                             const bnorm_tensor_t* desc, int pointers_aligned16,
+                                             char* spec, size_t spec_len, bnorm_choice_t* why);
+
+/* Every configuration (full spec) that supports the call, one per line, the heuristic's
+ * first: the tuning space. Writes at most buf_len bytes, NUL-terminated; *count gets
+ * the number of configurations, and *needed (if not NULL) the bytes the whole list
+ * takes, so a first call with buf_len = 0 sizes the buffer. */
+BNORM_API bnorm_status_t bnorm_list_variants(bnorm_handle_t handle, bnorm_op_t op,
+                                             const bnorm_tensor_t* desc, int pointers_aligned16,
+                                             char* buf, size_t buf_len, int* count,
+                                             size_t* needed);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* BNORM_BNORM_H */

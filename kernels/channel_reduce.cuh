@@ -1,0 +1,188 @@
+// Per-channel reductions over NCHW: the engine under forward statistics and the
+// backward sums. One template, parameterised by a Reducer (what is accumulated and
+// what happens with a channel's total) and by the launch policy.
+//
+// Variants (the policy's `splits`):
+//   splits = 1  one CTA per channel: the CTA's block reduction is the channel's total.
+//               Wins when C fills the GPU (C >= a wave of CTAs) and M is moderate.
+//   splits = S  S CTAs per channel, each reducing an interleaved 1/S of the channel;
+//               each writes its partial state to the workspace and the last CTA to
+//               finish (an atomic ticket per channel) merges the S partials in index
+//               order and finalises. Wins when C is small (LeNet: 6 or 16 channels),
+//               where one CTA per channel leaves most SMs idle. Still one launch: no
+//               separate merge kernel and no memset (the last CTA resets the ticket).
+// The merge order is fixed by the CTA index, never by arrival, so results are bitwise
+// repeatable from run to run.
+#pragma once
+
+#include <cub/block/block_reduce.cuh>
+
+#include <cstdint>
+
+#include "index.cuh"
+#include "welford.cuh"
+
+namespace bnorm::kern {
+
+// A channel's values as VEC-wide vectors: vector v of channel c covers values
+// [v*VEC, v*VEC + VEC) of the channel's flat range, which lie in one row because
+// hw % VEC == 0 (the launcher checks).
+struct ChannelGeometry {
+  int64_t c_total;    // C
+  int64_t hw;         // H*W
+  int64_t vec_count;  // M / VEC vectors per channel
+  FastDivmod hw_vec;  // hw / VEC, for the 32-bit index path
+};
+
+// 32-bit path: vector indices below 2^31, divisions by multiply-high.
+struct Index32 {
+  template <int VEC>
+  __device__ __forceinline__ static int64_t offset(const ChannelGeometry& g, int64_t c,
+                                                   int64_t v) {
+    uint32_t row, col;
+    g.hw_vec.divmod(static_cast<uint32_t>(v), row, col);
+    return (static_cast<int64_t>(row) * g.c_total + c) * g.hw + static_cast<int64_t>(col) * VEC;
+  }
+};
+
+// 64-bit path: any size, plain division (only for channels past 2^31 vectors).
+struct Index64 {
+  template <int VEC>
+  __device__ __forceinline__ static int64_t offset(const ChannelGeometry& g, int64_t c,
+                                                   int64_t v) {
+    const int64_t hwv = g.hw / VEC;
+    const int64_t row = v / hwv;
+    const int64_t col = v - row * hwv;
+    return (row * g.c_total + c) * g.hw + col * VEC;
+  }
+};
+
+template <int VEC>
+__device__ __forceinline__ void load_vec(const float* p, float (&v)[VEC]) {
+  if constexpr (VEC == 4) {
+    const float4 t = *reinterpret_cast<const float4*>(p);
+    v[0] = t.x;
+    v[1] = t.y;
+    v[2] = t.z;
+    v[3] = t.w;
+  } else {
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) v[i] = p[i];
+  }
+}
+
+// Reads a state another CTA wrote, past this SM's L1 (not coherent across SMs).
+template <class State>
+__device__ __forceinline__ State load_partial(const State* p) {
+  static_assert(sizeof(State) % sizeof(float) == 0, "State must be a bundle of floats");
+  constexpr int kWords = sizeof(State) / sizeof(float);
+  State s;
+  const float* src = reinterpret_cast<const float*>(p);
+  float* dst = reinterpret_cast<float*>(&s);
+#pragma unroll
+  for (int i = 0; i < kWords; ++i) dst[i] = __ldcg(src + i);
+  return s;
+}
+
+// Workspace layout of the two-pass launchers, in one place.
+struct ReduceWorkspace {
+  unsigned int* tickets;  // C counters, zero between launches
+  void* partials;         // C * S states
+  float4* coef;           // C per-channel coefficients for the elementwise pass
+
+  static constexpr size_t align(size_t b) { return (b + 255) / 256 * 256; }
+  static size_t bytes(int64_t c, int splits, size_t state_bytes) {
+    return align(sizeof(unsigned int) * c) + align(state_bytes * c * splits) +
+           align(sizeof(float4) * c);
+  }
+  static ReduceWorkspace carve(void* base, int64_t c, int splits, size_t state_bytes) {
+    char* p = static_cast<char*>(base);
+    ReduceWorkspace w;
+    w.tickets = reinterpret_cast<unsigned int*>(p);
+    p += align(sizeof(unsigned int) * c);
+    w.partials = p;
+    p += align(state_bytes * c * splits);
+    w.coef = reinterpret_cast<float4*>(p);
+    return w;
+  }
+};
+
+// Reducer concept:
+//   using State = ...;                               a bundle of floats
+//   __device__ void begin(int64_t c);                 per-channel constants
+//   __device__ State empty() const;
+//   template <int K> __device__ void add(State&, const float (&a)[K], const float (&b)[K]) const;
+//   __device__ State merge(const State&, const State&) const;
+//   __device__ void finish(int64_t c, const State&, float4* coef) const;
+//   const float* in0; const float* in1;              in1 null when unused (kInputs == 1)
+template <int THREADS, int VEC, int UNROLL, class Reducer, class Index>
+__global__ void __launch_bounds__(THREADS)
+    channel_reduce_kernel(Reducer red, ChannelGeometry g, ReduceWorkspace ws) {
+  using State = typename Reducer::State;
+  constexpr int kChunk = VEC * UNROLL;
+  const int64_t c = blockIdx.x;
+  const int split = blockIdx.y;
+  const int splits = gridDim.y;
+  red.begin(c);
+
+  State st = red.empty();
+  const int64_t stride = static_cast<int64_t>(splits) * THREADS;
+  int64_t v = static_cast<int64_t>(split) * THREADS + threadIdx.x;
+
+  // Main loop: UNROLL independent loads in flight per thread before any arithmetic.
+  for (; v + (UNROLL - 1) * stride < g.vec_count; v += UNROLL * stride) {
+    float a[kChunk], b[kChunk];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const int64_t off = Index::template offset<VEC>(g, c, v + u * stride);
+      float t[VEC];
+      load_vec<VEC>(red.in0 + off, t);
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) a[u * VEC + i] = t[i];
+      if constexpr (Reducer::kInputs == 2) {
+        load_vec<VEC>(red.in1 + off, t);
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) b[u * VEC + i] = t[i];
+      }
+    }
+    red.template add<kChunk>(st, a, b);
+  }
+  for (; v < g.vec_count; v += stride) {
+    const int64_t off = Index::template offset<VEC>(g, c, v);
+    float a[VEC], b[VEC];
+    load_vec<VEC>(red.in0 + off, a);
+    if constexpr (Reducer::kInputs == 2) load_vec<VEC>(red.in1 + off, b);
+    red.template add<VEC>(st, a, b);
+  }
+
+  using BlockReduce = cub::BlockReduce<State, THREADS>;
+  __shared__ typename BlockReduce::TempStorage tmp;
+  __shared__ bool is_last;
+  const State total =
+      BlockReduce(tmp).Reduce(st, [&](const State& x, const State& y) { return red.merge(x, y); });
+
+  if (splits == 1) {
+    if (threadIdx.x == 0) red.finish(c, total, ws.coef);
+    return;
+  }
+
+  State* partials = static_cast<State*>(ws.partials) + c * splits;
+  if (threadIdx.x == 0) {
+    partials[split] = total;
+    // Publish the partial before taking a ticket (CUDA's threadFenceReduction pattern).
+    __threadfence();
+    const unsigned int ticket = atomicAdd(&ws.tickets[c], 1u);
+    is_last = (ticket == static_cast<unsigned int>(splits - 1));
+  }
+  __syncthreads();
+  if (!is_last) return;
+  if (threadIdx.x == 0) {
+    __threadfence();
+    State merged = load_partial(partials);
+    for (int s = 1; s < splits; ++s) merged = red.merge(merged, load_partial(partials + s));
+    ws.tickets[c] = 0u;  // ready for the next launch
+    red.finish(c, merged, ws.coef);
+  }
+}
+
+}  // namespace bnorm::kern

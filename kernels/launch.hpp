@@ -1,0 +1,94 @@
+// The contract between the host dispatcher and the CUDA launchers: problem shapes,
+// launch policies, argument bundles and the workspace layout. Plain C++ (g++ compiles
+// the host side against it); the kernels themselves live in the .cu files.
+//
+// Launchers hold all grid arithmetic. They never validate user input: the API has
+// done that, and dispatch only calls a launcher whose variant supports() the call.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace bnorm::kern {
+
+// An NCHW tensor seen as n rows of c channels of hw contiguous values. A channel's
+// statistics run over m() = n*hw values.
+struct Shape {
+  int64_t n = 0, c = 0, hw = 0;
+  int64_t m() const { return n * hw; }
+  int64_t numel() const { return n * c * hw; }
+};
+
+struct Policy {
+  int threads = 256;  // threads per CTA: 128, 256 or 512
+  int vec = 4;        // values per load: 4 = 16-byte accesses, 1 = scalar
+  int splits = 1;     // CTAs per channel in the reductions; 1 = one CTA per channel
+};
+
+struct Device {
+  int sm_count = 1;
+  int max_threads_per_sm = 2048;
+};
+
+struct ForwardTrainingArgs {
+  const float* x;
+  float* y;
+  const float* gamma;  // may be null: 1
+  const float* beta;   // may be null: 0
+  float momentum;
+  float eps;
+  float* running_mean;  // both null or both set
+  float* running_var;
+  float* save_mean;  // may be null
+  float* save_invstd;
+};
+
+struct ForwardInferenceArgs {
+  const float* x;
+  float* y;
+  const float* gamma;
+  const float* beta;
+  const float* running_mean;
+  const float* running_var;
+  float eps;
+};
+
+struct BackwardArgs {
+  const float* x;
+  const float* dy;
+  const float* gamma;
+  const float* save_mean;
+  const float* save_invstd;
+  float* dx;
+  float* dgamma;  // may be null
+  float* dbeta;   // may be null
+};
+
+// Device scratch owned by the handle. The per-channel counters must be zero before a
+// launch and are left zero after it (the last CTA of a channel resets its counter), so
+// no call needs a memset, which would be one more launch.
+struct Workspace {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+};
+
+// Bytes of workspace the two-pass launchers need for this shape and policy.
+size_t two_pass_workspace_bytes(const Shape& s, const Policy& p);
+
+// Whether a (threads, vec) pair has compiled kernels.
+bool policy_compiled(const Policy& p);
+
+// Largest number of CTAs per channel the split reduction accepts.
+constexpr int kMaxSplits = 128;
+
+cudaError_t forward_training_two_pass(const Shape& s, const Policy& p, const Device& d,
+                                      const ForwardTrainingArgs& a, const Workspace& ws,
+                                      cudaStream_t stream);
+cudaError_t forward_inference(const Shape& s, const Policy& p, const Device& d,
+                              const ForwardInferenceArgs& a, cudaStream_t stream);
+cudaError_t backward_two_pass(const Shape& s, const Policy& p, const Device& d,
+                              const BackwardArgs& a, const Workspace& ws, cudaStream_t stream);
+
+}  // namespace bnorm::kern

@@ -1,0 +1,164 @@
+// Test helpers: an independent float64 reference (plain two-pass sums, deliberately not
+// the library's Welford code), random inputs, NaN poisoning, and relative-error checks.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "bnorm/bnorm.h"
+
+namespace bnorm_test {
+
+inline int64_t numel(const bnorm_tensor_t& d) { return d.n * d.c * d.h * d.w; }
+inline int64_t per_channel(const bnorm_tensor_t& d) { return d.n * d.h * d.w; }
+
+inline bnorm_tensor_t nchw(int64_t n, int64_t c, int64_t h, int64_t w) {
+  return bnorm_tensor_t{n, c, h, w, BNORM_LAYOUT_NCHW, BNORM_DTYPE_F32};
+}
+
+// Offset of the j-th value (in row order) of channel c.
+inline int64_t offset(const bnorm_tensor_t& d, int64_t c, int64_t j) {
+  const int64_t hw = d.h * d.w;
+  if (d.layout == BNORM_LAYOUT_NCHW) return ((j / hw) * d.c + c) * hw + j % hw;
+  return j * d.c + c;
+}
+
+struct Reference {
+  std::vector<double> y, mean, invstd, var_unbiased, running_mean, running_var;
+  std::vector<double> dx, dgamma, dbeta;
+};
+
+// Forward training and its statistics in float64 by two-pass sums.
+inline Reference reference_forward(const bnorm_tensor_t& d, const std::vector<float>& x,
+                                   const float* gamma, const float* beta, double eps,
+                                   const float* rm = nullptr, const float* rv = nullptr,
+                                   double momentum = 0.0) {
+  Reference r;
+  const int64_t m = per_channel(d);
+  r.y.assign(numel(d), 0.0);
+  r.mean.assign(d.c, 0.0);
+  r.invstd.assign(d.c, 0.0);
+  r.var_unbiased.assign(d.c, 0.0);
+  r.running_mean.assign(d.c, 0.0);
+  r.running_var.assign(d.c, 0.0);
+  for (int64_t c = 0; c < d.c; ++c) {
+    double s = 0.0;
+    for (int64_t j = 0; j < m; ++j) s += x[offset(d, c, j)];
+    const double mean = s / m;
+    double ss = 0.0;
+    for (int64_t j = 0; j < m; ++j) {
+      const double t = x[offset(d, c, j)] - mean;
+      ss += t * t;
+    }
+    const double var = ss / m;
+    const double invstd = 1.0 / std::sqrt(var + eps);
+    const double g = gamma ? gamma[c] : 1.0, b = beta ? beta[c] : 0.0;
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t o = offset(d, c, j);
+      r.y[o] = (x[o] - mean) * invstd * g + b;
+    }
+    r.mean[c] = mean;
+    r.invstd[c] = invstd;
+    r.var_unbiased[c] = m > 1 ? ss / (m - 1) : 0.0;
+    if (rm) r.running_mean[c] = (1 - momentum) * rm[c] + momentum * mean;
+    if (rv) r.running_var[c] = (1 - momentum) * rv[c] + momentum * r.var_unbiased[c];
+  }
+  return r;
+}
+
+// Backward from the given saved statistics, in float64.
+inline Reference reference_backward(const bnorm_tensor_t& d, const std::vector<float>& x,
+                                    const std::vector<float>& dy, const float* gamma,
+                                    const std::vector<float>& mean, const std::vector<float>& invstd) {
+  Reference r;
+  const int64_t m = per_channel(d);
+  r.dx.assign(numel(d), 0.0);
+  r.dgamma.assign(d.c, 0.0);
+  r.dbeta.assign(d.c, 0.0);
+  for (int64_t c = 0; c < d.c; ++c) {
+    double db = 0.0, dg = 0.0;
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t o = offset(d, c, j);
+      db += dy[o];
+      dg += dy[o] * (x[o] - static_cast<double>(mean[c])) * invstd[c];
+    }
+    const double g = gamma ? gamma[c] : 1.0;
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t o = offset(d, c, j);
+      const double xhat = (x[o] - static_cast<double>(mean[c])) * invstd[c];
+      r.dx[o] = g * invstd[c] / m * (m * dy[o] - db - xhat * dg);
+    }
+    r.dgamma[c] = dg;
+    r.dbeta[c] = db;
+  }
+  return r;
+}
+
+// ||a - ref|| / ||ref|| over all elements; NaN or Inf anywhere in a gives +inf, so a
+// poisoned (never written) output can never pass.
+template <class A>
+double rel_error(const A& a, const std::vector<double>& ref) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double v = static_cast<double>(a[i]);
+    if (!std::isfinite(v)) return std::numeric_limits<double>::infinity();
+    num += (v - ref[i]) * (v - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// Largest per-channel relative error of a per-channel tensor: a channel-sized bug in a
+// tensor of many channels cannot hide in the global norm.
+inline double max_channel_rel_error(const bnorm_tensor_t& d, const std::vector<float>& a,
+                                    const std::vector<double>& ref) {
+  double worst = 0.0;
+  const int64_t m = per_channel(d);
+  for (int64_t c = 0; c < d.c; ++c) {
+    double num = 0.0, den = 0.0;
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t o = offset(d, c, j);
+      const double v = a[o];
+      if (!std::isfinite(v)) return std::numeric_limits<double>::infinity();
+      num += (v - ref[o]) * (v - ref[o]);
+      den += ref[o] * ref[o];
+    }
+    worst = std::max(worst, den > 0 ? std::sqrt(num / den) : std::sqrt(num));
+  }
+  return worst;
+}
+
+// Values with a per-channel mean and spread, so channels differ (never zeros).
+inline std::vector<float> random_tensor(const bnorm_tensor_t& d, uint64_t seed, double mean_scale = 1.0,
+                                        double std_scale = 1.0) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::uniform_real_distribution<double> ud(0.5, 2.0);
+  std::vector<double> cm(d.c), cs(d.c);
+  for (int64_t c = 0; c < d.c; ++c) {
+    cm[c] = mean_scale * nd(rng);
+    cs[c] = std_scale * ud(rng);
+  }
+  std::vector<float> x(numel(d));
+  for (int64_t c = 0; c < d.c; ++c)
+    for (int64_t j = 0; j < per_channel(d); ++j)
+      x[offset(d, c, j)] = static_cast<float>(cm[c] + cs[c] * nd(rng));
+  return x;
+}
+
+inline std::vector<float> random_vector(int64_t n, uint64_t seed, double lo, double hi) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> ud(lo, hi);
+  std::vector<float> v(n);
+  for (auto& e : v) e = static_cast<float>(ud(rng));
+  return v;
+}
+
+inline std::vector<float> poisoned(int64_t n) {
+  return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN());
+}
+
+}  // namespace bnorm_test
