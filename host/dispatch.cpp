@@ -56,14 +56,14 @@ Policy heuristic_block(const Problem& pr, const Device&) {
   return p;
 }
 
-// Enough CTAs per channel for one wave over the GPU, but no CTA with less than a few
-// chunks of work: past that, the merge and the idle lanes cost more than they save.
+// Enough CTAs per channel for one wave over the GPU, but every thread with at least two
+// vectors to load: past that, the merge and the idle lanes cost more than they save.
 Policy heuristic_split(const Problem& pr, const Device& d) {
   Policy p;
   p.vec = vec4_allowed(pr) ? 4 : 1;
   p.threads = 256;
   const int64_t vectors = pr.shape.m() / p.vec;
-  const int64_t by_work = std::max<int64_t>(1, vectors / (int64_t{p.threads} * 16 * 2));
+  const int64_t by_work = std::max<int64_t>(1, vectors / (int64_t{p.threads} * 2));
   const int64_t by_wave = (wave_ctas(d, p.threads) + pr.shape.c - 1) / pr.shape.c;
   p.splits = static_cast<int>(std::clamp<int64_t>(std::min(by_work, by_wave), 2, kern::kMaxSplits));
   return p;
@@ -200,6 +200,7 @@ namespace {
 
 // Splits "name:t256:v4" into the name and its (key, value) parts.
 bool split_spec(const std::string& spec, std::string* name, std::vector<std::pair<char, long>>* parts) {
+  if (spec.empty() || spec.back() == ':') return false;
   std::istringstream in(spec);
   std::string tok;
   if (!std::getline(in, *name, ':') || name->empty()) return false;

@@ -1,0 +1,354 @@
+// The CUDA backend against the CPU backend (float64 accumulation) on fresh random inputs,
+// with every configuration of every registered variant forced in turn, outputs poisoned
+// with NaN before each call and running statistics restored. Also misaligned pointers,
+// sizes that are not multiples of 4, large means, repeatability, streams, and pointers
+// the device cannot address. Without a device every test reports skipped.
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bnorm/bnorm.h"
+#include "reference.hpp"
+
+namespace {
+
+using namespace bnorm_test;
+
+#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
+
+// A device copy of a host vector, with room for an offset (to misalign on purpose).
+class DeviceBuffer {
+ public:
+  DeviceBuffer(size_t count, size_t offset_floats = 0) : count_(count), offset_(offset_floats) {
+    if (cudaMalloc(&base_, (count + offset_floats) * sizeof(float) + 16) != cudaSuccess) base_ = nullptr;
+  }
+  ~DeviceBuffer() { cudaFree(base_); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  float* get() const { return base_ ? static_cast<float*>(base_) + offset_ : nullptr; }
+  void upload(const std::vector<float>& v) const {
+    ASSERT_EQ(v.size(), count_);
+    ASSERT_EQ(cudaMemcpy(get(), v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  std::vector<float> download() const {
+    std::vector<float> v(count_);
+    EXPECT_EQ(cudaMemcpy(v.data(), get(), v.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+    return v;
+  }
+
+ private:
+  void* base_ = nullptr;
+  size_t count_, offset_;
+};
+
+class Gpu : public testing::Test {
+ protected:
+  void SetUp() override {
+    const bnorm_status_t s = bnorm_create(&gpu_, BNORM_BACKEND_CUDA, 0);
+    if (s == BNORM_STATUS_NO_DEVICE) GTEST_SKIP() << "no CUDA device: " << bnorm_last_error();
+    ASSERT_EQ(s, BNORM_STATUS_SUCCESS) << bnorm_last_error();
+    ASSERT_EQ(bnorm_create(&cpu_, BNORM_BACKEND_CPU, 0), BNORM_STATUS_SUCCESS);
+  }
+  void TearDown() override {
+    if (gpu_) {
+      EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      bnorm_destroy(gpu_);
+    }
+    if (cpu_) bnorm_destroy(cpu_);
+  }
+
+  std::vector<std::string> configs(bnorm_op_t op, const bnorm_tensor_t& d, bool aligned) {
+    int count = 0;
+    size_t needed = 0;
+    EXPECT_EQ(bnorm_list_variants(gpu_, op, &d, aligned, nullptr, 0, &count, &needed), BNORM_STATUS_SUCCESS);
+    std::string buf(needed, '\0');
+    EXPECT_EQ(bnorm_list_variants(gpu_, op, &d, aligned, buf.data(), buf.size(), &count, nullptr),
+              BNORM_STATUS_SUCCESS);
+    std::vector<std::string> out;
+    std::istringstream in(buf.c_str());
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) out.push_back(line);
+    EXPECT_EQ(static_cast<int>(out.size()), count);
+    EXPECT_GT(count, 0);
+    return out;
+  }
+
+  bnorm_handle_t gpu_ = nullptr;
+  bnorm_handle_t cpu_ = nullptr;
+};
+
+// GPU fp32 Welford against CPU fp64: a few ulps per step of the reduction tree.
+constexpr double kStatTol = 1e-5;
+constexpr double kOutTol = 2e-5;
+// dx cancels O(1) terms down to O(dy/sqrt(M)): looser.
+constexpr double kDxTol = 1e-4;
+
+struct Shape {
+  int64_t n, c, h, w;
+};
+
+void PrintTo(const Shape& s, std::ostream* os) { *os << s.n << "x" << s.c << "x" << s.h << "x" << s.w; }
+
+class GpuShapes : public Gpu, public testing::WithParamInterface<Shape> {
+ protected:
+  bnorm_tensor_t desc() const { return nchw(GetParam().n, GetParam().c, GetParam().h, GetParam().w); }
+};
+
+std::string shape_name(const testing::TestParamInfo<Shape>& i) {
+  const Shape& s = i.param;
+  return std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.h) + "x" + std::to_string(s.w);
+}
+
+// Runs forward training on both backends for every configuration; misalign = 1 shifts
+// every tensor pointer by one float (4 bytes) so no 16-byte path may be taken.
+void check_forward_training(Gpu* t, bnorm_handle_t gpu, bnorm_handle_t cpu, const bnorm_tensor_t& d,
+                            const std::vector<std::string>& specs, int misalign, double mean_scale = 1.0) {
+  const int64_t ne = numel(d);
+  const auto x = random_tensor(d, 1000 + ne, mean_scale);
+  const auto gamma = random_vector(d.c, 2, 0.5, 1.5), beta = random_vector(d.c, 3, -1, 1);
+  const auto rm0 = random_vector(d.c, 4, -1, 1), rv0 = random_vector(d.c, 5, 0.5, 2);
+
+  auto y_ref = poisoned(ne), sm_ref = poisoned(d.c), si_ref = poisoned(d.c);
+  auto rm_ref = rm0, rv_ref = rv0;
+  ASSERT_EQ(bnorm_forward_training(cpu, &d, x.data(), y_ref.data(), gamma.data(), beta.data(), 0.1f, 1e-5f,
+                                   rm_ref.data(), rv_ref.data(), sm_ref.data(), si_ref.data()),
+            BNORM_STATUS_SUCCESS);
+  const std::vector<double> yr(y_ref.begin(), y_ref.end()), smr(sm_ref.begin(), sm_ref.end()),
+      sir(si_ref.begin(), si_ref.end()), rmr(rm_ref.begin(), rm_ref.end()), rvr(rv_ref.begin(), rv_ref.end());
+
+  DeviceBuffer dx_(ne, misalign), dy_(ne, misalign), dg(d.c), db(d.c), drm(d.c), drv(d.c), dsm(d.c), dsi(d.c);
+  dx_.upload(x);
+  dg.upload(gamma);
+  db.upload(beta);
+  for (const std::string& spec : specs) {
+    SCOPED_TRACE(spec);
+    ASSERT_EQ(bnorm_set_variant(gpu, BNORM_OP_FORWARD_TRAINING, spec.c_str()), BNORM_STATUS_SUCCESS);
+    dy_.upload(poisoned(ne));
+    dsm.upload(poisoned(d.c));
+    dsi.upload(poisoned(d.c));
+    drm.upload(rm0);
+    drv.upload(rv0);
+    ASSERT_EQ(bnorm_forward_training(gpu, &d, dx_.get(), dy_.get(), dg.get(), db.get(), 0.1f, 1e-5f, drm.get(),
+                                     drv.get(), dsm.get(), dsi.get()),
+              BNORM_STATUS_SUCCESS)
+        << bnorm_last_error();
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const double tol = kOutTol * std::max(1.0, mean_scale / 100);
+    EXPECT_LT(max_channel_rel_error(d, dy_.download(), yr), tol);
+    EXPECT_LT(rel_error(dsm.download(), smr), kStatTol);
+    EXPECT_LT(rel_error(dsi.download(), sir), kStatTol * std::max(1.0, mean_scale / 100));
+    EXPECT_LT(rel_error(drm.download(), rmr), kStatTol);
+    EXPECT_LT(rel_error(drv.download(), rvr), kStatTol * std::max(1.0, mean_scale / 100));
+  }
+  ASSERT_EQ(bnorm_set_variant(gpu, BNORM_OP_FORWARD_TRAINING, nullptr), BNORM_STATUS_SUCCESS);
+  (void)t;
+}
+
+TEST_P(GpuShapes, ForwardTrainingEveryConfig) {
+  const bnorm_tensor_t d = desc();
+  check_forward_training(this, gpu_, cpu_, d, configs(BNORM_OP_FORWARD_TRAINING, d, true), 0);
+}
+
+TEST_P(GpuShapes, ForwardTrainingMisaligned) {
+  const bnorm_tensor_t d = desc();
+  check_forward_training(this, gpu_, cpu_, d, configs(BNORM_OP_FORWARD_TRAINING, d, false), 1);
+}
+
+TEST_P(GpuShapes, InferenceEveryConfig) {
+  const bnorm_tensor_t d = desc();
+  const int64_t ne = numel(d);
+  for (int misalign : {0, 1}) {
+    SCOPED_TRACE(misalign ? "misaligned" : "aligned");
+    const auto x = random_tensor(d, 7 + misalign);
+    const auto gamma = random_vector(d.c, 8, 0.5, 1.5), beta = random_vector(d.c, 9, -1, 1);
+    const auto rm = random_vector(d.c, 10, -1, 1), rv = random_vector(d.c, 11, 0.5, 2);
+    auto y_ref = poisoned(ne);
+    ASSERT_EQ(bnorm_forward_inference(cpu_, &d, x.data(), y_ref.data(), gamma.data(), beta.data(), rm.data(),
+                                      rv.data(), 1e-5f),
+              BNORM_STATUS_SUCCESS);
+    const std::vector<double> yr(y_ref.begin(), y_ref.end());
+    DeviceBuffer dx_(ne, misalign), dy_(ne, misalign), dg(d.c), db(d.c), drm(d.c), drv(d.c);
+    dx_.upload(x);
+    dg.upload(gamma);
+    db.upload(beta);
+    drm.upload(rm);
+    drv.upload(rv);
+    for (const std::string& spec : configs(BNORM_OP_FORWARD_INFERENCE, d, misalign == 0)) {
+      SCOPED_TRACE(spec);
+      ASSERT_EQ(bnorm_set_variant(gpu_, BNORM_OP_FORWARD_INFERENCE, spec.c_str()), BNORM_STATUS_SUCCESS);
+      dy_.upload(poisoned(ne));
+      ASSERT_EQ(bnorm_forward_inference(gpu_, &d, dx_.get(), dy_.get(), dg.get(), db.get(), drm.get(), drv.get(),
+                                        1e-5f),
+                BNORM_STATUS_SUCCESS)
+          << bnorm_last_error();
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      EXPECT_LT(max_channel_rel_error(d, dy_.download(), yr), kOutTol);
+    }
+  }
+}
+
+TEST_P(GpuShapes, BackwardEveryConfig) {
+  const bnorm_tensor_t d = desc();
+  const int64_t ne = numel(d);
+  for (int misalign : {0, 1}) {
+    SCOPED_TRACE(misalign ? "misaligned" : "aligned");
+    const auto x = random_tensor(d, 20 + misalign), dy = random_tensor(d, 22 + misalign);
+    const auto gamma = random_vector(d.c, 24, 0.5, 1.5);
+    std::vector<float> y(ne), sm(d.c), si(d.c);
+    ASSERT_EQ(bnorm_forward_training(cpu_, &d, x.data(), y.data(), gamma.data(), nullptr, 0.1f, 1e-5f, nullptr,
+                                     nullptr, sm.data(), si.data()),
+              BNORM_STATUS_SUCCESS);
+    auto dx_ref = poisoned(ne), dg_ref = poisoned(d.c), db_ref = poisoned(d.c);
+    ASSERT_EQ(bnorm_backward(cpu_, &d, x.data(), dy.data(), gamma.data(), sm.data(), si.data(), dx_ref.data(),
+                             dg_ref.data(), db_ref.data()),
+              BNORM_STATUS_SUCCESS);
+    const std::vector<double> dxr(dx_ref.begin(), dx_ref.end()), dgr(dg_ref.begin(), dg_ref.end()),
+        dbr(db_ref.begin(), db_ref.end());
+    DeviceBuffer d_x(ne, misalign), d_dy(ne, misalign), d_dx(ne, misalign), d_g(d.c), d_sm(d.c), d_si(d.c),
+        d_dg(d.c), d_db(d.c);
+    d_x.upload(x);
+    d_dy.upload(dy);
+    d_g.upload(gamma);
+    d_sm.upload(sm);
+    d_si.upload(si);
+    for (const std::string& spec : configs(BNORM_OP_BACKWARD, d, misalign == 0)) {
+      SCOPED_TRACE(spec);
+      ASSERT_EQ(bnorm_set_variant(gpu_, BNORM_OP_BACKWARD, spec.c_str()), BNORM_STATUS_SUCCESS);
+      d_dx.upload(poisoned(ne));
+      d_dg.upload(poisoned(d.c));
+      d_db.upload(poisoned(d.c));
+      ASSERT_EQ(bnorm_backward(gpu_, &d, d_x.get(), d_dy.get(), d_g.get(), d_sm.get(), d_si.get(), d_dx.get(),
+                               d_dg.get(), d_db.get()),
+                BNORM_STATUS_SUCCESS)
+          << bnorm_last_error();
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      EXPECT_LT(max_channel_rel_error(d, d_dx.download(), dxr), kDxTol);
+      EXPECT_LT(rel_error(d_dg.download(), dgr), kDxTol);
+      EXPECT_LT(rel_error(d_db.download(), dbr), kStatTol);
+    }
+  }
+}
+
+// Every configuration twice on the same inputs: bitwise identical outputs (the split
+// reduction merges in CTA order, never in arrival order).
+TEST_P(GpuShapes, RepeatableBitwise) {
+  const bnorm_tensor_t d = desc();
+  const int64_t ne = numel(d);
+  const auto x = random_tensor(d, 77), dy = random_tensor(d, 78);
+  DeviceBuffer d_x(ne), d_y(ne), d_dy(ne), d_dx(ne), d_sm(d.c), d_si(d.c), d_dg(d.c), d_db(d.c);
+  d_x.upload(x);
+  d_dy.upload(dy);
+  for (const std::string& spec : configs(BNORM_OP_FORWARD_TRAINING, d, true)) {
+    SCOPED_TRACE(spec);
+    ASSERT_EQ(bnorm_set_variant(gpu_, BNORM_OP_FORWARD_TRAINING, spec.c_str()), BNORM_STATUS_SUCCESS);
+    ASSERT_EQ(bnorm_set_variant(gpu_, BNORM_OP_BACKWARD, spec.c_str()), BNORM_STATUS_SUCCESS);
+    std::vector<float> first[4];
+    for (int run = 0; run < 2; ++run) {
+      ASSERT_EQ(bnorm_forward_training(gpu_, &d, d_x.get(), d_y.get(), nullptr, nullptr, 0.1f, 1e-5f, nullptr,
+                                       nullptr, d_sm.get(), d_si.get()),
+                BNORM_STATUS_SUCCESS);
+      ASSERT_EQ(bnorm_backward(gpu_, &d, d_x.get(), d_dy.get(), nullptr, d_sm.get(), d_si.get(), d_dx.get(),
+                               d_dg.get(), d_db.get()),
+                BNORM_STATUS_SUCCESS);
+      const std::vector<float> now[4] = {d_y.download(), d_si.download(), d_dx.download(), d_dg.download()};
+      if (run == 0) {
+        for (int i = 0; i < 4; ++i) first[i] = now[i];
+      } else {
+        for (int i = 0; i < 4; ++i)
+          EXPECT_EQ(std::memcmp(first[i].data(), now[i].data(), first[i].size() * sizeof(float)), 0) << i;
+      }
+    }
+  }
+  bnorm_set_variant(gpu_, BNORM_OP_FORWARD_TRAINING, nullptr);
+  bnorm_set_variant(gpu_, BNORM_OP_BACKWARD, nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Suite, GpuShapes,
+                         testing::Values(Shape{1, 1, 1, 2}, Shape{2, 1, 1, 1}, Shape{3, 5, 7, 9},
+                                         Shape{65536, 3, 1, 1}, Shape{2, 4096, 1, 1}, Shape{128, 6, 24, 24},
+                                         Shape{128, 16, 8, 8}, Shape{128, 120, 1, 1}, Shape{8, 64, 28, 28},
+                                         Shape{4, 3, 131, 131}, Shape{2, 2048, 7, 7}),
+                         shape_name);
+
+TEST_F(Gpu, LargeMeanEveryConfig) {
+  // |mean|/std = 1e4 per channel: the shifted Welford keeps the GPU near the CPU.
+  const bnorm_tensor_t d = nchw(64, 4, 16, 16);
+  check_forward_training(this, gpu_, cpu_, d, configs(BNORM_OP_FORWARD_TRAINING, d, true), 0, 1e4);
+}
+
+TEST_F(Gpu, StreamsOrderCallsAndSwitchSafely) {
+  const bnorm_tensor_t d = nchw(32, 8, 32, 32);
+  const int64_t ne = numel(d);
+  const auto x = random_tensor(d, 90);
+  std::vector<float> y_ref(ne), sm(d.c), si(d.c);
+  ASSERT_EQ(bnorm_forward_training(cpu_, &d, x.data(), y_ref.data(), nullptr, nullptr, 0.1f, 1e-5f, nullptr,
+                                   nullptr, sm.data(), si.data()),
+            BNORM_STATUS_SUCCESS);
+  const std::vector<double> yr(y_ref.begin(), y_ref.end());
+  cudaStream_t s1, s2;
+  CUDA_OK(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+  CUDA_OK(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
+  DeviceBuffer d_x(ne), d_y(ne), d_z(ne);
+  d_x.upload(x);
+  d_y.upload(poisoned(ne));
+  d_z.upload(poisoned(ne));
+  ASSERT_EQ(bnorm_set_stream(gpu_, s1), BNORM_STATUS_SUCCESS);
+  void* got = nullptr;
+  ASSERT_EQ(bnorm_get_stream(gpu_, &got), BNORM_STATUS_SUCCESS);
+  EXPECT_EQ(got, static_cast<void*>(s1));
+  ASSERT_EQ(bnorm_forward_training(gpu_, &d, d_x.get(), d_y.get(), nullptr, nullptr, 0.1f, 1e-5f, nullptr, nullptr,
+                                   nullptr, nullptr),
+            BNORM_STATUS_SUCCESS);
+  // Switch streams with work in flight: the handle orders s2 after s1's use of its
+  // workspace.
+  ASSERT_EQ(bnorm_set_stream(gpu_, s2), BNORM_STATUS_SUCCESS);
+  ASSERT_EQ(bnorm_forward_training(gpu_, &d, d_x.get(), d_z.get(), nullptr, nullptr, 0.1f, 1e-5f, nullptr, nullptr,
+                                   nullptr, nullptr),
+            BNORM_STATUS_SUCCESS);
+  CUDA_OK(cudaStreamSynchronize(s2));
+  CUDA_OK(cudaStreamSynchronize(s1));
+  EXPECT_LT(max_channel_rel_error(d, d_y.download(), yr), kOutTol);
+  EXPECT_LT(max_channel_rel_error(d, d_z.download(), yr), kOutTol);
+  ASSERT_EQ(bnorm_set_stream(gpu_, nullptr), BNORM_STATUS_SUCCESS);
+  CUDA_OK(cudaStreamDestroy(s1));
+  CUDA_OK(cudaStreamDestroy(s2));
+}
+
+TEST_F(Gpu, HostPointersAreRejectedAndNothingIsWritten) {
+  const bnorm_tensor_t d = nchw(2, 3, 4, 4);
+  const int64_t ne = numel(d);
+  std::vector<float> host_x = random_tensor(d, 5);
+  DeviceBuffer d_y(ne), d_rm(d.c), d_rv(d.c);
+  const std::vector<float> sentinel(ne, 7.0f), rs(d.c, 3.0f);
+  d_y.upload(sentinel);
+  d_rm.upload(rs);
+  d_rv.upload(rs);
+  EXPECT_EQ(bnorm_forward_training(gpu_, &d, host_x.data(), d_y.get(), nullptr, nullptr, 0.1f, 1e-5f, d_rm.get(),
+                                   d_rv.get(), nullptr, nullptr),
+            BNORM_STATUS_INVALID_VALUE);
+  EXPECT_NE(std::string(bnorm_last_error()).find("x"), std::string::npos) << bnorm_last_error();
+  EXPECT_EQ(d_y.download(), sentinel);
+  EXPECT_EQ(d_rm.download(), rs);
+  EXPECT_EQ(d_rv.download(), rs);
+}
+
+TEST_F(Gpu, QueryReportsHeuristicAndOverride) {
+  const bnorm_tensor_t d = nchw(128, 6, 24, 24);
+  char spec[128];
+  bnorm_choice_t why;
+  ASSERT_EQ(bnorm_query_variant(gpu_, BNORM_OP_FORWARD_TRAINING, &d, 1, spec, sizeof spec, &why),
+            BNORM_STATUS_SUCCESS);
+  EXPECT_EQ(std::string(spec).rfind("two_pass_split", 0), 0u) << spec;
+  ASSERT_EQ(bnorm_set_variant(gpu_, BNORM_OP_FORWARD_TRAINING, "two_pass_block:t128"), BNORM_STATUS_SUCCESS);
+  ASSERT_EQ(bnorm_query_variant(gpu_, BNORM_OP_FORWARD_TRAINING, &d, 1, spec, sizeof spec, &why),
+            BNORM_STATUS_SUCCESS);
+  EXPECT_STREQ(spec, "two_pass_block:t128:v4:s1");
+  EXPECT_EQ(why, BNORM_CHOICE_OVERRIDE);
+  EXPECT_EQ(bnorm_set_variant(gpu_, BNORM_OP_FORWARD_TRAINING, "nonsense"), BNORM_STATUS_INVALID_VALUE);
+}
+
+}  // namespace

@@ -1,0 +1,122 @@
+// Dispatch without a GPU: spec strings, the registry's spaces, and the heuristic's
+// choices for the shapes that matter (a handle is built by hand with an H100's SM count).
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+
+#include "host/dispatch.hpp"
+
+namespace {
+
+bnorm_handle h100() {
+  bnorm_handle h;
+  h.backend = BNORM_BACKEND_CUDA;
+  h.gpu_name = "NVIDIA H100 80GB HBM3";
+  h.cc_major = 9;
+  h.dev.sm_count = 132;
+  h.dev.max_threads_per_sm = 2048;
+  return h;
+}
+
+bnorm::Problem problem(bnorm_op_t op, int64_t n, int64_t c, int64_t h, int64_t w, bool aligned = true) {
+  bnorm::Problem p;
+  p.op = op;
+  p.desc = bnorm_tensor_t{n, c, h, w, BNORM_LAYOUT_NCHW, BNORM_DTYPE_F32};
+  p.shape = bnorm::kern::Shape{n, c, h * w};
+  p.aligned16 = aligned;
+  return p;
+}
+
+const bnorm_op_t kOps[] = {BNORM_OP_FORWARD_TRAINING, BNORM_OP_FORWARD_INFERENCE, BNORM_OP_BACKWARD};
+
+TEST(Dispatch, EveryOpHasVariantsAndEverySpecRoundTrips) {
+  const bnorm_handle h = h100();
+  for (bnorm_op_t op : kOps) {
+    const auto pr = problem(op, 32, 64, 56, 56);
+    const auto configs = bnorm::supported_configs(h, pr);
+    ASSERT_FALSE(configs.empty());
+    std::set<std::string> specs;
+    for (const auto& c : configs) {
+      const std::string s = bnorm::format_spec(*c.variant, c.policy);
+      EXPECT_TRUE(specs.insert(s).second) << "duplicate " << s;
+      const bnorm::Variant* v = nullptr;
+      bnorm::kern::Policy p;
+      ASSERT_TRUE(bnorm::parse_spec(s, op, &pr, h.dev, &v, &p).ok()) << s;
+      EXPECT_EQ(v, c.variant);
+      EXPECT_EQ(p.threads, c.policy.threads);
+      EXPECT_EQ(p.vec, c.policy.vec);
+      EXPECT_EQ(p.splits, c.policy.splits);
+      EXPECT_EQ(v->why_not(pr, p, h.dev), "") << s;
+    }
+  }
+}
+
+TEST(Dispatch, MalformedAndForeignSpecsAreRejected) {
+  const auto pr = problem(BNORM_OP_FORWARD_TRAINING, 8, 8, 8, 8);
+  const bnorm::Variant* v = nullptr;
+  bnorm::kern::Policy p;
+  const bnorm_handle h = h100();
+  for (const char* bad : {"", ":t256", "two_pass_split:x4", "two_pass_split:t", "two_pass_split:t-1",
+                          "two_pass_split:t256:", "no_such_variant", "normalize"}) {
+    EXPECT_FALSE(bnorm::parse_spec(bad, BNORM_OP_FORWARD_TRAINING, &pr, h.dev, &v, &p).ok()) << bad;
+  }
+  EXPECT_TRUE(bnorm::spec_names_op("normalize:t128", BNORM_OP_FORWARD_INFERENCE));
+  EXPECT_FALSE(bnorm::spec_names_op("normalize:t128", BNORM_OP_BACKWARD));
+}
+
+TEST(Dispatch, PartialSpecTakesHeuristicForTheRest) {
+  const bnorm_handle h = h100();
+  const auto pr = problem(BNORM_OP_FORWARD_TRAINING, 128, 6, 24, 24);
+  const bnorm::Variant* v = nullptr;
+  bnorm::kern::Policy p;
+  ASSERT_TRUE(bnorm::parse_spec("two_pass_split:t128", pr.op, &pr, h.dev, &v, &p).ok());
+  EXPECT_EQ(p.threads, 128);
+  EXPECT_EQ(p.vec, 4);
+  EXPECT_GE(p.splits, 2);
+}
+
+TEST(Dispatch, HeuristicSplitsFewLongChannels) {
+  const bnorm_handle h = h100();
+  bnorm::Choice c;
+  // LeNet's first BN: 6 channels of 73728 values would use 6 of 132 SMs unsplit.
+  ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_FORWARD_TRAINING, 128, 6, 24, 24), &c).ok());
+  EXPECT_STREQ(c.variant->name, "two_pass_split");
+  EXPECT_GE(c.policy.splits * 6, 132);
+  EXPECT_EQ(c.why, BNORM_CHOICE_HEURISTIC);
+  // Many channels fill the GPU with one CTA each.
+  ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_BACKWARD, 32, 1024, 14, 14), &c).ok());
+  EXPECT_STREQ(c.variant->name, "two_pass_block");
+  // Odd sizes and misalignment fall back to scalar loads.
+  ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_FORWARD_TRAINING, 3, 5, 7, 9), &c).ok());
+  EXPECT_EQ(c.policy.vec, 1);
+  ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_FORWARD_TRAINING, 32, 64, 56, 56, false), &c).ok());
+  EXPECT_EQ(c.policy.vec, 1);
+}
+
+TEST(Dispatch, HandleOverrideWinsAndUnsupportedOverrideFails) {
+  bnorm_handle h = h100();
+  const auto pr = problem(BNORM_OP_FORWARD_TRAINING, 32, 64, 56, 56);
+  h.forced[BNORM_OP_FORWARD_TRAINING] = "two_pass_block:t128:v1";
+  bnorm::Choice c;
+  ASSERT_TRUE(bnorm::choose(h, pr, &c).ok());
+  EXPECT_EQ(c.why, BNORM_CHOICE_OVERRIDE);
+  EXPECT_EQ(bnorm::format_spec(*c.variant, c.policy), "two_pass_block:t128:v1:s1");
+  h.forced[BNORM_OP_FORWARD_TRAINING] = "two_pass_block:v4";
+  EXPECT_EQ(bnorm::choose(h, problem(BNORM_OP_FORWARD_TRAINING, 3, 5, 7, 9), &c).code,
+            BNORM_STATUS_NOT_SUPPORTED);
+  h.forced[BNORM_OP_FORWARD_TRAINING] = "two_pass_block:t96";
+  EXPECT_EQ(bnorm::choose(h, pr, &c).code, BNORM_STATUS_NOT_SUPPORTED);
+}
+
+TEST(Dispatch, SpacesRespectVectorRules) {
+  const bnorm_handle h = h100();
+  for (bnorm_op_t op : kOps) {
+    for (const auto& c : bnorm::supported_configs(h, problem(op, 2, 3, 5, 5)))
+      EXPECT_EQ(c.policy.vec, 1) << bnorm::format_spec(*c.variant, c.policy);
+    for (const auto& c : bnorm::supported_configs(h, problem(op, 2, 3, 4, 4, false)))
+      EXPECT_EQ(c.policy.vec, 1) << bnorm::format_spec(*c.variant, c.policy);
+  }
+}
+
+}  // namespace
