@@ -44,6 +44,7 @@ struct WelfordReducer {
     return welford_merge(a, b);
   }
   __device__ void finish(int64_t c, State s, float4* coef) const {
+    const float shifted_mean = s.mean;
     s.mean += pivot;
     const ChannelStats st = finalize_stats<float>(s, args.eps);
     if (args.save_mean) args.save_mean[c] = st.mean;
@@ -54,7 +55,7 @@ struct WelfordReducer {
     }
     const float g = args.gamma ? args.gamma[c] : 1.0f;
     const float b = args.beta ? args.beta[c] : 0.0f;
-    coef[c] = make_float4(st.mean, g * st.invstd, b, 0.0f);
+    coef[c] = make_float4(pivot, shifted_mean, g * st.invstd, b);
   }
 };
 

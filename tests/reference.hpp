@@ -113,22 +113,43 @@ double rel_error(const A& a, const std::vector<double>& ref) {
 
 // Largest per-channel relative error of a per-channel tensor: a channel-sized bug in a
 // tensor of many channels cannot hide in the global norm.
+//
+// scale, when given, is the per-element size of the terms the result is a difference
+// of; the error is then relative to max(||ref||, ||scale||) per channel. That is the
+// honest bound for an ill-conditioned result: backward's dx at M = 2 is
+// k*(1 - xhat^2)*(dy1 - dy2) with 1 - xhat^2 ~ eps/var, a cancellation to ~1e-5 of
+// its terms that no float32 evaluation reproduces to 1e-4 of itself.
 inline double max_channel_rel_error(const bnorm_tensor_t& d, const std::vector<float>& a,
-                                    const std::vector<double>& ref) {
+                                    const std::vector<double>& ref,
+                                    const std::vector<double>* scale = nullptr) {
   double worst = 0.0;
   const int64_t m = per_channel(d);
   for (int64_t c = 0; c < d.c; ++c) {
-    double num = 0.0, den = 0.0;
+    double num = 0.0, den = 0.0, sden = 0.0;
     for (int64_t j = 0; j < m; ++j) {
       const int64_t o = offset(d, c, j);
       const double v = a[o];
       if (!std::isfinite(v)) return std::numeric_limits<double>::infinity();
       num += (v - ref[o]) * (v - ref[o]);
       den += ref[o] * ref[o];
+      if (scale) sden += (*scale)[o] * (*scale)[o];
     }
+    den = std::max(den, sden);
     worst = std::max(worst, den > 0 ? std::sqrt(num / den) : std::sqrt(num));
   }
   return worst;
+}
+
+// The size of the terms of dx: gamma * invstd * dy per element.
+inline std::vector<double> dx_term_scale(const bnorm_tensor_t& d, const std::vector<float>& dy,
+                                         const float* gamma, const std::vector<float>& invstd) {
+  std::vector<double> s(dy.size());
+  for (int64_t c = 0; c < d.c; ++c)
+    for (int64_t j = 0; j < per_channel(d); ++j) {
+      const int64_t o = offset(d, c, j);
+      s[o] = (gamma ? gamma[c] : 1.0) * invstd[c] * dy[o];
+    }
+  return s;
 }
 
 // Values with a per-channel mean and spread, so channels differ (never zeros).
