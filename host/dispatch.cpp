@@ -104,6 +104,104 @@ cudaError_t launch_bwd_two_pass(const Problem& pr, const Policy& p, const Device
   return kern::backward_two_pass(pr.shape, p, d, a.bwd, ws, st);
 }
 
+// ---- single-pass persistent (forward training, backward) --------------------------
+
+bool is_backward(const Problem& pr) { return pr.op == BNORM_OP_BACKWARD; }
+
+// Co-resident CTAs: the device's real occupancy, or the launch bounds' promise (two per
+// SM) when no device is present to ask (dispatch tests on a CPU machine).
+int resident_ctas(const Problem& pr, const Policy& p, const Device& d) {
+  const int r = kern::persistent_resident_ctas(p, is_backward(pr));
+  return r > 0 ? r : 2 * d.sm_count;
+}
+
+int64_t persistent_min_splits(const Problem& pr, const Policy& p) {
+  const int64_t per_cta = kern::persistent_vectors_per_cta(p, is_backward(pr));
+  return (pr.shape.m() / p.vec + per_cta - 1) / per_cta;
+}
+
+std::string why_not_persistent(const Problem& pr, const Policy& p, const Device& d) {
+  std::string r = why_not_common(pr, p);
+  if (!r.empty()) return r;
+  if (p.threads != 256 && p.threads != 512) return "persistent runs 256 or 512 threads per CTA";
+  kern::PersistentPlan plan;
+  if (!kern::persistent_plan(pr.shape, p, resident_ctas(pr, p, d), is_backward(pr), &plan)) {
+    std::ostringstream m;
+    m << "persistent needs " << persistent_min_splits(pr, p) << " to " << resident_ctas(pr, p, d)
+      << " CTAs per channel with t" << p.threads << " v" << p.vec << " (got s" << p.splits << ")";
+    return m.str();
+  }
+  return "";
+}
+
+// Time model for choosing S: rounds * (per-thread vectors + a barrier's worth), i.e.
+// fewer rounds first, then the fullest use of every CTA in the last one.
+int64_t persistent_cost(const Problem& pr, const Policy& p, int resident) {
+  const int64_t vectors = pr.shape.m() / p.vec;
+  const int64_t g = std::min<int64_t>(pr.shape.c, resident / p.splits);
+  const int64_t rounds = (pr.shape.c + g - 1) / g;
+  const int64_t per_thread = (vectors + int64_t{p.splits} * p.threads - 1) / (int64_t{p.splits} * p.threads);
+  return rounds * (per_thread + 4);
+}
+
+Policy heuristic_persistent(const Problem& pr, const Device& d) {
+  Policy p;
+  p.vec = vec4_allowed(pr) ? 4 : 1;
+  p.threads = 512;
+  const int resident = resident_ctas(pr, p, d);
+  const int64_t lo = std::max<int64_t>(1, persistent_min_splits(pr, p));
+  // Past one vector per thread, more CTAs only add merge work.
+  const int64_t hi = std::min<int64_t>(resident, std::max<int64_t>(lo, pr.shape.m() / p.vec / p.threads));
+  p.splits = static_cast<int>(lo);
+  int64_t best = INT64_MAX;
+  for (int64_t s = lo; s <= hi; ++s) {
+    Policy q = p;
+    q.splits = static_cast<int>(s);
+    const int64_t cost = persistent_cost(pr, q, resident);
+    if (cost < best) {
+      best = cost;
+      p.splits = q.splits;
+    }
+  }
+  return p;
+}
+
+std::vector<Policy> space_persistent(const Problem& pr, const Device& d) {
+  std::vector<Policy> out;
+  for (int vec : {4, 1}) {
+    if (vec == 4 && !vec4_allowed(pr)) continue;
+    for (int threads : {256, 512}) {
+      Policy p{threads, vec, 1};
+      const int resident = resident_ctas(pr, p, d);
+      const int64_t lo = std::max<int64_t>(1, persistent_min_splits(pr, p));
+      if (lo > resident) continue;
+      // The fewest CTAs per channel, powers of two above, and the count that fills the
+      // device with as many channels per round as the fewest allows.
+      std::vector<int64_t> splits = {lo};
+      for (int64_t s = 2; s <= resident; s *= 2)
+        if (s > lo) splits.push_back(s);
+      splits.push_back(resident / std::min<int64_t>(pr.shape.c, resident / lo));
+      if (threads == 512 && vec == heuristic_persistent(pr, d).vec)
+        splits.push_back(heuristic_persistent(pr, d).splits);
+      std::sort(splits.begin(), splits.end());
+      splits.erase(std::unique(splits.begin(), splits.end()), splits.end());
+      for (int64_t s : splits) out.push_back(Policy{threads, vec, static_cast<int>(s)});
+    }
+  }
+  return out;
+}
+
+size_t ws_persistent(const Problem& pr, const Policy& p) { return kern::persistent_workspace_bytes(pr.shape, p); }
+
+cudaError_t launch_fwd_persistent(const Problem& pr, const Policy& p, const Device&, const OpArgs& a,
+                                  const kern::Workspace& ws, cudaStream_t st) {
+  return kern::forward_training_persistent(pr.shape, p, a.fwd, ws, st);
+}
+cudaError_t launch_bwd_persistent(const Problem& pr, const Policy& p, const Device&, const OpArgs& a,
+                                  const kern::Workspace& ws, cudaStream_t st) {
+  return kern::backward_persistent(pr.shape, p, a.bwd, ws, st);
+}
+
 // ---- elementwise (inference) -----------------------------------------------------
 
 std::string why_not_normalize(const Problem& pr, const Policy& p, const Device&) {
@@ -160,6 +258,14 @@ Choice heuristic_choice(const Problem& pr, const Device& d) {
     const bool few_channels = pr.shape.c < wave_ctas(d, 256) / 2;
     const bool long_channels = pr.shape.m() >= 4 * 256 * 16;
     name = few_channels && long_channels ? "two_pass_split" : "two_pass_block";
+    // One pass over the data whenever a channel fits on chip.
+    const Variant* p = find_variant(pr.op, "persistent");
+    const Policy pp = p->heuristic(pr, d);
+    if (p->why_not(pr, pp, d).empty()) {
+      c.variant = p;
+      c.policy = pp;
+      return c;
+    }
   }
   c.variant = find_variant(pr.op, name);
   c.policy = c.variant->heuristic(pr, d);
@@ -176,10 +282,14 @@ const std::vector<Variant>& registry() {
        ws_reduce, launch_fwd_two_pass},
       {"normalize", BNORM_OP_FORWARD_INFERENCE, why_not_normalize, heuristic_normalize,
        space_normalize, ws_none, launch_inference},
+      {"persistent", BNORM_OP_FORWARD_TRAINING, why_not_persistent, heuristic_persistent,
+       space_persistent, ws_persistent, launch_fwd_persistent},
       {"two_pass_block", BNORM_OP_BACKWARD, why_not_block, heuristic_block, space_block, ws_reduce,
        launch_bwd_two_pass},
       {"two_pass_split", BNORM_OP_BACKWARD, why_not_split, heuristic_split, space_split, ws_reduce,
        launch_bwd_two_pass},
+      {"persistent", BNORM_OP_BACKWARD, why_not_persistent, heuristic_persistent, space_persistent,
+       ws_persistent, launch_bwd_persistent},
   };
   return r;
 }

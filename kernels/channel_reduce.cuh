@@ -113,7 +113,7 @@ struct ReduceWorkspace {
 //   __device__ State empty() const;
 //   template <int K> __device__ void add(State&, const float (&a)[K], const float (&b)[K]) const;
 //   __device__ State merge(const State&, const State&) const;
-//   __device__ void finish(int64_t c, const State&, float4* coef) const;
+//   __device__ float4 finish(int64_t c, const State&, bool write_outputs) const;
 //   const float* in0; const float* in1;              in1 null when unused (kInputs == 1)
 template <int THREADS, int VEC, int UNROLL, class Reducer, class Index>
 __global__ void __launch_bounds__(THREADS)
@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(THREADS)
       BlockReduce(tmp).Reduce(st, [&](const State& x, const State& y) { return red.merge(x, y); });
 
   if (splits == 1) {
-    if (threadIdx.x == 0) red.finish(c, total, ws.coef);
+    if (threadIdx.x == 0) ws.coef[c] = red.finish(c, total, true);
     return;
   }
 
@@ -181,7 +181,7 @@ __global__ void __launch_bounds__(THREADS)
     State merged = load_partial(partials);
     for (int s = 1; s < splits; ++s) merged = red.merge(merged, load_partial(partials + s));
     ws.tickets[c] = 0u;  // ready for the next launch
-    red.finish(c, merged, ws.coef);
+    ws.coef[c] = red.finish(c, merged, true);
   }
 }
 

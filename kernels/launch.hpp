@@ -83,6 +83,30 @@ bool policy_compiled(const Policy& p);
 // Largest number of CTAs per channel the split reduction accepts.
 constexpr int kMaxSplits = 128;
 
+// The single-pass persistent kernels' schedule: `splits` CTAs per channel,
+// `channels_per_round` channels at a time, all `grid` CTAs co-resident.
+struct PersistentPlan {
+  int splits = 1;
+  int channels_per_round = 1;
+  int64_t rounds = 1;
+  int grid = 1;
+};
+
+// CTAs of the persistent kernel for this policy that fit on the current device at once
+// (0 without a device or for a policy with no kernel).
+int persistent_resident_ctas(const Policy& p, bool backward);
+// Vectors of one input a CTA holds on chip.
+int persistent_vectors_per_cta(const Policy& p, bool backward);
+// The schedule for policy p (p.splits CTAs per channel), or false when a channel does not
+// fit in p.splits CTAs or p.splits CTAs do not fit on the device.
+bool persistent_plan(const Shape& s, const Policy& p, int resident, bool backward, PersistentPlan* out);
+size_t persistent_workspace_bytes(const Shape& s, const Policy& p);
+
+cudaError_t forward_training_persistent(const Shape& s, const Policy& p, const ForwardTrainingArgs& a,
+                                        const Workspace& ws, cudaStream_t stream);
+cudaError_t backward_persistent(const Shape& s, const Policy& p, const BackwardArgs& a,
+                                const Workspace& ws, cudaStream_t stream);
+
 cudaError_t forward_training_two_pass(const Shape& s, const Policy& p, const Device& d,
                                       const ForwardTrainingArgs& a, const Workspace& ws,
                                       cudaStream_t stream);

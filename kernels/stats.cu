@@ -12,54 +12,10 @@
 // normalize pass reads, so no third launch exists.
 
 #include "launch_common.cuh"
-#include "normalize.cuh"
+#include "forward_ops.cuh"
 #include "welford.cuh"
 
 namespace bnorm::kern {
-namespace {
-
-// Accumulates Welford states of (x - pivot), pivot being the channel's first value.
-// Shifting is exact in the variance (M2 does not move) and keeps the accumulated
-// means near zero, so fp32 rounding stays relative to the spread of the data rather
-// than to its mean: the error at |mean|/std = 1e4 falls by about that factor.
-struct WelfordReducer {
-  using State = Welford<float>;
-  static constexpr int kInputs = 1;
-  const float* in0;
-  const float* in1;  // unused
-  int64_t hw;
-  ForwardTrainingArgs args;
-  float pivot;
-
-  __device__ __forceinline__ void begin(int64_t c) { pivot = in0[c * hw]; }
-  __device__ __forceinline__ State empty() const { return welford_empty<float>(); }
-  template <int K>
-  __device__ __forceinline__ void add(State& s, const float (&a)[K], const float (&)[K]) const {
-    float v[K];
-#pragma unroll
-    for (int i = 0; i < K; ++i) v[i] = a[i] - pivot;
-    s = welford_merge(s, welford_of_chunk<float, K>(v));
-  }
-  __device__ __forceinline__ State merge(const State& a, const State& b) const {
-    return welford_merge(a, b);
-  }
-  __device__ void finish(int64_t c, State s, float4* coef) const {
-    const float shifted_mean = s.mean;
-    s.mean += pivot;
-    const ChannelStats st = finalize_stats<float>(s, args.eps);
-    if (args.save_mean) args.save_mean[c] = st.mean;
-    if (args.save_invstd) args.save_invstd[c] = st.invstd;
-    if (args.running_mean) {
-      args.running_mean[c] = blend_running(args.running_mean[c], st.mean, args.momentum);
-      args.running_var[c] = blend_running(args.running_var[c], st.var_unbiased, args.momentum);
-    }
-    const float g = args.gamma ? args.gamma[c] : 1.0f;
-    const float b = args.beta ? args.beta[c] : 0.0f;
-    coef[c] = make_float4(pivot, shifted_mean, g * st.invstd, b);
-  }
-};
-
-}  // namespace
 
 size_t two_pass_workspace_bytes(const Shape& s, const Policy& p) {
   // The backward's state (two sums) is smaller than Welford's: one layout serves both.

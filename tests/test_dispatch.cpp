@@ -76,22 +76,55 @@ TEST(Dispatch, PartialSpecTakesHeuristicForTheRest) {
   EXPECT_GE(p.splits, 2);
 }
 
-TEST(Dispatch, HeuristicSplitsFewLongChannels) {
+TEST(Dispatch, HeuristicPrefersOnePassAndSplitsFewChannels) {
   const bnorm_handle h = h100();
   bnorm::Choice c;
-  // LeNet's first BN: 6 channels of 73728 values would use 6 of 132 SMs unsplit.
+  // LeNet's first BN: 6 channels of 73728 values fit on chip; unsplit they would use 6
+  // of 132 SMs, so the persistent kernel spreads each over many CTAs.
   ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_FORWARD_TRAINING, 128, 6, 24, 24), &c).ok());
-  EXPECT_STREQ(c.variant->name, "two_pass_split");
+  EXPECT_STREQ(c.variant->name, "persistent");
   EXPECT_GE(c.policy.splits * 6, 132);
   EXPECT_EQ(c.why, BNORM_CHOICE_HEURISTIC);
-  // Many channels fill the GPU with one CTA each.
   ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_BACKWARD, 32, 1024, 14, 14), &c).ok());
+  EXPECT_STREQ(c.variant->name, "persistent");
+  // A channel of 16.7M values is larger than the chip: two passes, split over CTAs when
+  // the channels are few...
+  const auto huge_few = problem(BNORM_OP_FORWARD_TRAINING, 4096, 2, 64, 64);
+  ASSERT_TRUE(bnorm::choose(h, huge_few, &c).ok());
+  EXPECT_STREQ(c.variant->name, "two_pass_split");
+  EXPECT_GE(c.policy.splits, 64);
+  const bnorm::Variant* p = bnorm::find_variant(BNORM_OP_FORWARD_TRAINING, "persistent");
+  EXPECT_NE(p->why_not(huge_few, p->heuristic(huge_few, h.dev), h.dev).find("CTAs per channel"), std::string::npos);
+  // ... and one CTA per channel when they fill the GPU.
+  ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_BACKWARD, 2048, 1024, 64, 64), &c).ok());
   EXPECT_STREQ(c.variant->name, "two_pass_block");
   // Odd sizes and misalignment fall back to scalar loads.
   ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_FORWARD_TRAINING, 3, 5, 7, 9), &c).ok());
   EXPECT_EQ(c.policy.vec, 1);
   ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_FORWARD_TRAINING, 32, 64, 56, 56, false), &c).ok());
   EXPECT_EQ(c.policy.vec, 1);
+}
+
+TEST(Dispatch, PersistentSpaceFitsTheDevice) {
+  const bnorm_handle h = h100();
+  // The largest suite channel (3.2M values) fits forward's register tiles; backward holds
+  // x and dy, so its largest fitting suite channel is 800K values.
+  for (bnorm_op_t op : {BNORM_OP_FORWARD_TRAINING, BNORM_OP_BACKWARD}) {
+    const auto pr = op == BNORM_OP_BACKWARD ? problem(op, 256, 256, 56, 56) : problem(op, 256, 64, 112, 112);
+    int persistent = 0;
+    for (const auto& c : bnorm::supported_configs(h, pr)) {
+      if (std::string(c.variant->name) != "persistent") continue;
+      ++persistent;
+      bnorm::kern::PersistentPlan plan;
+      ASSERT_TRUE(bnorm::kern::persistent_plan(pr.shape, c.policy, 2 * 132, op == BNORM_OP_BACKWARD, &plan));
+      EXPECT_LE(plan.grid, 2 * 132);
+      EXPECT_GE(plan.rounds * plan.channels_per_round, pr.shape.c);
+      // Every vector of a channel has a slot: splits * threads * items >= vectors.
+      EXPECT_GE(int64_t{c.policy.splits} * bnorm::kern::persistent_vectors_per_cta(c.policy, op == BNORM_OP_BACKWARD),
+                pr.shape.m() / c.policy.vec);
+    }
+    EXPECT_GT(persistent, 0);
+  }
 }
 
 TEST(Dispatch, HandleOverrideWinsAndUnsupportedOverrideFails) {
