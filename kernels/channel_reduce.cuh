@@ -34,14 +34,12 @@ struct ChannelGeometry {
   FastDivmod hw_vec;  // hw / VEC, for the 32-bit index path
 };
 
-// 32-bit path: vector indices below 2^31, divisions by multiply-high.
+// 32-bit path: vector indices below 2^31, divisions by multiply-high (index.cuh).
 struct Index32 {
   template <int VEC>
   __device__ __forceinline__ static int64_t offset(const ChannelGeometry& g, int64_t c,
                                                    int64_t v) {
-    uint32_t row, col;
-    g.hw_vec.divmod(static_cast<uint32_t>(v), row, col);
-    return (static_cast<int64_t>(row) * g.c_total + c) * g.hw + static_cast<int64_t>(col) * VEC;
+    return channel_vector_offset(static_cast<uint32_t>(v), c, g.c_total, g.hw, VEC, g.hw_vec);
   }
 };
 
@@ -50,10 +48,7 @@ struct Index64 {
   template <int VEC>
   __device__ __forceinline__ static int64_t offset(const ChannelGeometry& g, int64_t c,
                                                    int64_t v) {
-    const int64_t hwv = g.hw / VEC;
-    const int64_t row = v / hwv;
-    const int64_t col = v - row * hwv;
-    return (row * g.c_total + c) * g.hw + col * VEC;
+    return channel_vector_offset(v, c, g.c_total, g.hw, VEC);
   }
 };
 
