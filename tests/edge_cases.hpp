@@ -10,6 +10,8 @@
 #include <random>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "bnorm/bnorm.h"
 #include "reference.hpp"
 
@@ -98,6 +100,44 @@ inline double max_rel_error(const std::vector<float>& a, const std::vector<doubl
     worst = std::max(worst, std::fabs(a[i] - ref[i]) / den);
   }
   return worst;
+}
+
+// One call of each op on host buffers (a CPU handle), outputs poisoned before the call.
+struct Train {
+  std::vector<float> y, sm, si, rm, rv;
+};
+
+inline Train train(bnorm_handle_t h, const bnorm_tensor_t& d, const std::vector<float>& x, const float* gamma,
+            const float* beta, const std::vector<float>& rm0, const std::vector<float>& rv0) {
+  Train t{poisoned(numel(d)), poisoned(d.c), poisoned(d.c), rm0, rv0};
+  EXPECT_EQ(bnorm_forward_training(h, &d, x.data(), t.y.data(), gamma, beta, 0.1f, 1e-5f, t.rm.data(), t.rv.data(),
+                                   t.sm.data(), t.si.data()),
+            BNORM_STATUS_SUCCESS)
+      << bnorm_last_error();
+  return t;
+}
+
+inline std::vector<float> infer(bnorm_handle_t h, const bnorm_tensor_t& d, const std::vector<float>& x, const float* gamma,
+                         const float* beta, const std::vector<float>& rm, const std::vector<float>& rv) {
+  std::vector<float> y = poisoned(numel(d));
+  EXPECT_EQ(bnorm_forward_inference(h, &d, x.data(), y.data(), gamma, beta, rm.data(), rv.data(), 1e-5f),
+            BNORM_STATUS_SUCCESS)
+      << bnorm_last_error();
+  return y;
+}
+
+struct Back {
+  std::vector<float> dx, dg, db;
+};
+
+inline Back back(bnorm_handle_t h, const bnorm_tensor_t& d, const std::vector<float>& x, const std::vector<float>& dy,
+          const float* gamma, const std::vector<float>& sm, const std::vector<float>& si) {
+  Back b{poisoned(numel(d)), poisoned(d.c), poisoned(d.c)};
+  EXPECT_EQ(bnorm_backward(h, &d, x.data(), dy.data(), gamma, sm.data(), si.data(), b.dx.data(), b.dg.data(),
+                           b.db.data()),
+            BNORM_STATUS_SUCCESS)
+      << bnorm_last_error();
+  return b;
 }
 
 inline std::vector<double> to_double(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }

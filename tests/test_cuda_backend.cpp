@@ -1,8 +1,8 @@
 // The CUDA backend against the CPU backend (float64 accumulation) on fresh random inputs,
 // with every configuration of every registered variant forced in turn, outputs poisoned
 // with NaN before each call and running statistics restored. Also misaligned pointers,
-// sizes that are not multiples of 4, large means, repeatability, streams, and pointers
-// the device cannot address. Without a device every test reports skipped.
+// sizes that are not multiples of 4, large means, streams, and pointers the device
+// cannot address. Without a device every test reports skipped.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -234,39 +234,8 @@ TEST_P(GpuShapes, BackwardEveryConfig) {
   }
 }
 
-// Every configuration twice on the same inputs: bitwise identical outputs (the split
-// reduction merges in CTA order, never in arrival order).
-TEST_P(GpuShapes, RepeatableBitwise) {
-  const bnorm_tensor_t d = desc();
-  const int64_t ne = numel(d);
-  const auto x = random_tensor(d, 77), dy = random_tensor(d, 78);
-  DeviceBuffer d_x(ne), d_y(ne), d_dy(ne), d_dx(ne), d_sm(d.c), d_si(d.c), d_dg(d.c), d_db(d.c);
-  d_x.upload(x);
-  d_dy.upload(dy);
-  for (const std::string& spec : configs(BNORM_OP_FORWARD_TRAINING, d, true)) {
-    SCOPED_TRACE(spec);
-    ASSERT_EQ(bnorm_set_variant(gpu_, BNORM_OP_FORWARD_TRAINING, spec.c_str()), BNORM_STATUS_SUCCESS);
-    ASSERT_EQ(bnorm_set_variant(gpu_, BNORM_OP_BACKWARD, spec.c_str()), BNORM_STATUS_SUCCESS);
-    std::vector<float> first[4];
-    for (int run = 0; run < 2; ++run) {
-      ASSERT_EQ(bnorm_forward_training(gpu_, &d, d_x.get(), d_y.get(), nullptr, nullptr, 0.1f, 1e-5f, nullptr,
-                                       nullptr, d_sm.get(), d_si.get()),
-                BNORM_STATUS_SUCCESS);
-      ASSERT_EQ(bnorm_backward(gpu_, &d, d_x.get(), d_dy.get(), nullptr, d_sm.get(), d_si.get(), d_dx.get(),
-                               d_dg.get(), d_db.get()),
-                BNORM_STATUS_SUCCESS);
-      const std::vector<float> now[4] = {d_y.download(), d_si.download(), d_dx.download(), d_dg.download()};
-      if (run == 0) {
-        for (int i = 0; i < 4; ++i) first[i] = now[i];
-      } else {
-        for (int i = 0; i < 4; ++i)
-          EXPECT_EQ(std::memcmp(first[i].data(), now[i].data(), first[i].size() * sizeof(float)), 0) << i;
-      }
-    }
-  }
-  bnorm_set_variant(gpu_, BNORM_OP_FORWARD_TRAINING, nullptr);
-  bnorm_set_variant(gpu_, BNORM_OP_BACKWARD, nullptr);
-}
+// Repeatability (every configuration of every op, bit for bit, statistics and running
+// statistics included) is GpuEdges.BitwiseRepeatableEveryConfig in test_cuda_edges.cpp.
 
 INSTANTIATE_TEST_SUITE_P(Suite, GpuShapes,
                          testing::Values(Shape{1, 1, 1, 2}, Shape{2, 1, 1, 1}, Shape{3, 5, 7, 9},

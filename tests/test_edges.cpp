@@ -6,7 +6,8 @@
 //   - |mean|/std = 1e4 and 1e6, and denormal-sized inputs, against float64;
 //   - bitwise identical results run after run;
 //   - several threads, each with its own handle, give one thread's results, and the
-//     last-error message stays per thread while they all fail at once.
+//     last-error message stays per thread while they all fail at once;
+//   - the closed-form references of the GPU's 64-bit tests, on small shapes.
 // test_cuda_edges.cpp runs the same inputs through every CUDA configuration.
 #include <gtest/gtest.h>
 
@@ -17,7 +18,10 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest-spi.h>
+
 #include "bnorm/bnorm.h"
+#include "closed_form_checks.hpp"
 #include "edge_cases.hpp"
 #include "reference.hpp"
 
@@ -33,43 +37,6 @@ struct Handle {
 
 // float64 accumulation, one rounding to float32: a few float32 ulps.
 constexpr double kTol = 2e-6;
-
-struct Train {
-  std::vector<float> y, sm, si, rm, rv;
-};
-
-Train train(bnorm_handle_t h, const bnorm_tensor_t& d, const std::vector<float>& x, const float* gamma,
-            const float* beta, const std::vector<float>& rm0, const std::vector<float>& rv0) {
-  Train t{poisoned(numel(d)), poisoned(d.c), poisoned(d.c), rm0, rv0};
-  EXPECT_EQ(bnorm_forward_training(h, &d, x.data(), t.y.data(), gamma, beta, 0.1f, 1e-5f, t.rm.data(), t.rv.data(),
-                                   t.sm.data(), t.si.data()),
-            BNORM_STATUS_SUCCESS)
-      << bnorm_last_error();
-  return t;
-}
-
-std::vector<float> infer(bnorm_handle_t h, const bnorm_tensor_t& d, const std::vector<float>& x, const float* gamma,
-                         const float* beta, const std::vector<float>& rm, const std::vector<float>& rv) {
-  std::vector<float> y = poisoned(numel(d));
-  EXPECT_EQ(bnorm_forward_inference(h, &d, x.data(), y.data(), gamma, beta, rm.data(), rv.data(), 1e-5f),
-            BNORM_STATUS_SUCCESS)
-      << bnorm_last_error();
-  return y;
-}
-
-struct Back {
-  std::vector<float> dx, dg, db;
-};
-
-Back back(bnorm_handle_t h, const bnorm_tensor_t& d, const std::vector<float>& x, const std::vector<float>& dy,
-          const float* gamma, const std::vector<float>& sm, const std::vector<float>& si) {
-  Back b{poisoned(numel(d)), poisoned(d.c), poisoned(d.c)};
-  EXPECT_EQ(bnorm_backward(h, &d, x.data(), dy.data(), gamma, sm.data(), si.data(), b.dx.data(), b.dg.data(),
-                           b.db.data()),
-            BNORM_STATUS_SUCCESS)
-      << bnorm_last_error();
-  return b;
-}
 
 double channel_rel_error(const bnorm_tensor_t& d, const std::vector<float>& a, const std::vector<double>& ref,
                          int64_t c) {
@@ -384,6 +351,68 @@ TEST(ConcurrencyCpu, HandlesPerThreadMatchOneThread) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(wrong_results.load(), 0);
   EXPECT_EQ(wrong_messages.load(), 0);
+}
+
+// ---- the closed-form tensor of the 64-bit GPU tests --------------------------------
+
+// The CPU backend (float64) on small closed-form tensors meets the checks the GPU's
+// 64-bit tests apply to billions of values: this validates the references and the
+// sampling (closed_form*.hpp) where a mistake would otherwise only show on a GPU. The
+// checks must also fail on wrong data: outputs read one row, channel or column off, and
+// a mean moved by 0.01 standard deviations.
+TEST(ClosedForm, CpuBackendMeetsTheChecks) {
+  Handle h;
+  for (const ClosedForm& f : {ClosedForm{37, 5, 42}, ClosedForm{3, 600, 8}, ClosedForm{130, 2, 100}}) {
+    SCOPED_TRACE(testing::Message() << f.n << "x" << f.c << "x" << f.hw);
+    const bnorm_tensor_t d = nchw(f.n, f.c, 1, f.hw);
+    std::vector<float> x(f.numel()), dy(f.numel()), gamma(f.c), beta(f.c);
+    for (int64_t row = 0; row < f.n; ++row)
+      for (int64_t ch = 0; ch < f.c; ++ch)
+        for (int64_t i = 0; i < f.hw; ++i) {
+          x[f.offset(row, ch, i)] = f.x(row, ch, i);
+          dy[f.offset(row, ch, i)] = f.dy(row, i);
+        }
+    for (int64_t ch = 0; ch < f.c; ++ch) {
+      gamma[ch] = ClosedForm::gamma(ch);
+      beta[ch] = ClosedForm::beta(ch);
+    }
+    const auto rm0 = random_vector(f.c, 81, -1, 1), rv0 = random_vector(f.c, 82, 0.5, 2);
+    std::vector<float> y(f.numel()), sm(f.c), si(f.c), rm = rm0, rv = rv0;
+    ASSERT_EQ(bnorm_forward_training(h.h, &d, x.data(), y.data(), gamma.data(), beta.data(), kClosedFormMomentum,
+                                     kClosedFormEps, rm.data(), rv.data(), sm.data(), si.data()),
+              BNORM_STATUS_SUCCESS);
+    check_closed_form_training(f, host_reader(), y.data(), sm, si, rm, rv, rm0, rv0);
+
+    std::vector<float> yi(f.numel());
+    ASSERT_EQ(bnorm_forward_inference(h.h, &d, x.data(), yi.data(), gamma.data(), beta.data(), rm.data(), rv.data(),
+                                      kClosedFormEps),
+              BNORM_STATUS_SUCCESS);
+    check_closed_form_inference(f, host_reader(), yi.data(), rm, rv);
+
+    std::vector<float> ssm, ssi, dx(f.numel()), dg(f.c), db(f.c);
+    closed_form_saved(f, &ssm, &ssi);
+    ASSERT_EQ(bnorm_backward(h.h, &d, x.data(), dy.data(), gamma.data(), ssm.data(), ssi.data(), dx.data(),
+                             dg.data(), db.data()),
+              BNORM_STATUS_SUCCESS);
+    check_closed_form_backward(f, host_reader(), dx.data(), dg, db, ssm, ssi);
+
+    // Negative controls: values read one row, one channel or one column off.
+    for (const int64_t shift : {f.c * f.hw, f.hw, int64_t{1}}) {
+      SCOPED_TRACE(shift);
+      const TensorReader off = [shift, &f](const float* base, int64_t offset, int64_t count) {
+        const int64_t o = offset + shift + count <= f.numel() ? offset + shift : offset - shift;
+        return std::vector<float>(base + o, base + o + count);
+      };
+      EXPECT_NONFATAL_FAILURE(check_closed_form_training(f, off, y.data(), sm, si, rm, rv, rm0, rv0),
+                              "mismatches in y");
+      EXPECT_NONFATAL_FAILURE(check_closed_form_inference(f, off, yi.data(), rm, rv), "mismatches in inference y");
+      EXPECT_NONFATAL_FAILURE(check_closed_form_backward(f, off, dx.data(), dg, db, ssm, ssi), "mismatches in dx");
+    }
+    auto sm_off = sm;
+    sm_off[f.c - 1] += static_cast<float>(0.01 / si[f.c - 1]);
+    EXPECT_NONFATAL_FAILURE(check_closed_form_training(f, host_reader(), y.data(), sm_off, si, rm, rv, rm0, rv0),
+                            "mismatches in statistics");
+  }
 }
 
 }  // namespace
