@@ -21,6 +21,8 @@
 
 #include <cooperative_groups.h>
 
+#include <atomic>
+
 #include <cub/warp/warp_reduce.cuh>
 
 #include "backward_ops.cuh"
@@ -143,13 +145,16 @@ cudaError_t with_persistent_policy(const Policy& p, F&& f) {
 template <int THREADS, int VEC, class Reducer, class MapOp>
 int resident_ctas() {
   constexpr int kItems = elems_for(THREADS, Reducer::kInputs, VEC) / VEC;
-  static int cache[64] = {};  // per device ordinal; 0 = not yet known
+  // Per device ordinal; 0 = not yet known. Atomic: handles on different threads ask at
+  // once (bnorm.h lets them), and may both fill an entry, with the same value.
+  static std::atomic<int> cache[64];
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
     cudaGetLastError();
     return 0;
   }
-  if (cache[dev] > 0) return cache[dev];
+  const int known = cache[dev].load(std::memory_order_relaxed);
+  if (known > 0) return known;
   int per_sm = 0, sms = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
           &per_sm, persistent_kernel<THREADS, VEC, kItems, Reducer, MapOp, Index32>, THREADS, 0) != cudaSuccess ||
@@ -157,8 +162,8 @@ int resident_ctas() {
     cudaGetLastError();
     return 0;
   }
-  cache[dev] = per_sm * sms;
-  return cache[dev];
+  cache[dev].store(per_sm * sms, std::memory_order_relaxed);
+  return per_sm * sms;
 }
 
 }  // namespace

@@ -575,8 +575,8 @@ void run_queries(FuzzedDataProvider& f, bnorm_handle_t cpu, bool cuda) {
   if (!op_ok) FUZZ_CHECK(s == BNORM_STATUS_INVALID_VALUE, "set_variant accepted op %d", op);
   if (op_ok && null_spec) FUZZ_CHECK(s == BNORM_STATUS_SUCCESS, "set_variant(NULL) failed: %s", bnorm_last_error());
   if (op_ok && !null_spec && !cuda)
-    FUZZ_CHECK((s == BNORM_STATUS_SUCCESS) == (spec == "cpu_reference"), "CPU set_variant('%s') gave %s",
-               spec.c_str(), bnorm_status_string(s));
+    FUZZ_CHECK((s == BNORM_STATUS_SUCCESS) == (std::strcmp(spec.c_str(), "cpu_reference") == 0),
+               "CPU set_variant('%s') gave %s", spec.c_str(), bnorm_status_string(s));  // up to a NUL
   if (s != BNORM_STATUS_SUCCESS) FUZZ_CHECK(bnorm_last_error()[0] != '\0', "set_variant failed with no message");
 
   // query_variant into a buffer of a fuzzed size.
