@@ -38,7 +38,7 @@ struct Variant {
   kern::Policy (*heuristic)(const Problem&, const kern::Device&);
   // Every policy worth timing for the problem (the tuner's space), before why_not.
   std::vector<kern::Policy> (*space)(const Problem&, const kern::Device&);
-  // Bytes of workspace for (problem, policy).
+  // Bytes of workspace scratch for (problem, policy); every call also gets C tickets.
   size_t (*workspace)(const Problem&, const kern::Policy&);
   cudaError_t (*launch)(const Problem&, const kern::Policy&, const kern::Device&, const OpArgs&,
                         const kern::Workspace&, cudaStream_t);

@@ -13,7 +13,7 @@ namespace bnorm::kern {
 
 cudaError_t backward_two_pass(const Shape& s, const Policy& p, const Device& d,
                               const BackwardArgs& a, const Workspace& w, cudaStream_t stream) {
-  const ReduceWorkspace ws = ReduceWorkspace::carve(w.ptr, s.c, p.splits, sizeof(Welford<float>));
+  const ReduceWorkspace ws = ReduceWorkspace::carve(w, s.c, p.splits, sizeof(Welford<float>));
   return with_policy(p, [&](auto T, auto V) {
     constexpr int kThreads = decltype(T)::value;
     constexpr int kVec = decltype(V)::value;

@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "index.cuh"
+#include "launch.hpp"
 #include "welford.cuh"
 
 namespace bnorm::kern {
@@ -84,26 +85,23 @@ __device__ __forceinline__ State load_partial(const State* p) {
   return s;
 }
 
-// Workspace layout of the two-pass launchers, in one place.
+// How the two-pass launchers use the handle's workspace, in one place.
 struct ReduceWorkspace {
   unsigned int* tickets;  // C counters, zero between launches
-  void* partials;         // C * S states
-  float4* coef;           // C per-channel coefficients for the elementwise pass
+  void* partials;         // C * S states, in scratch
+  float4* coef;           // C per-channel coefficients for the elementwise pass, in scratch
 
   static constexpr size_t align(size_t b) { return (b + 255) / 256 * 256; }
-  static size_t bytes(int64_t c, int splits, size_t state_bytes) {
-    return align(sizeof(unsigned int) * c) + align(state_bytes * c * splits) +
-           align(sizeof(float4) * c);
+  static size_t scratch_bytes(int64_t c, int splits, size_t state_bytes) {
+    return align(state_bytes * c * splits) + align(sizeof(float4) * c);
   }
-  static ReduceWorkspace carve(void* base, int64_t c, int splits, size_t state_bytes) {
-    char* p = static_cast<char*>(base);
-    ReduceWorkspace w;
-    w.tickets = reinterpret_cast<unsigned int*>(p);
-    p += align(sizeof(unsigned int) * c);
-    w.partials = p;
-    p += align(state_bytes * c * splits);
-    w.coef = reinterpret_cast<float4*>(p);
-    return w;
+  static ReduceWorkspace carve(const Workspace& w, int64_t c, int splits, size_t state_bytes) {
+    char* p = static_cast<char*>(w.scratch);
+    ReduceWorkspace r;
+    r.tickets = w.tickets;
+    r.partials = p;
+    r.coef = reinterpret_cast<float4*>(p + align(state_bytes * c * splits));
+    return r;
   }
 };
 

@@ -66,15 +66,21 @@ struct BackwardArgs {
   float* dbeta;   // may be null
 };
 
-// Device scratch owned by the handle. The per-channel counters must be zero before a
-// launch and are left zero after it (the last CTA of a channel resets its counter), so
-// no call needs a memset, which would be one more launch.
+// Device memory owned by the handle, in two parts that no call may confuse:
+//   tickets  per-channel counters of the split reductions. Zero before every launch and
+//            left zero after it (the last CTA of a channel resets its counter), so no
+//            call needs a memset, which would be one more launch. Nothing else ever
+//            writes here.
+//   scratch  partial states and coefficients; any variant may overwrite it.
 struct Workspace {
-  void* ptr = nullptr;
-  size_t bytes = 0;
+  unsigned int* tickets = nullptr;
+  int64_t ticket_count = 0;
+  void* scratch = nullptr;
+  size_t scratch_bytes = 0;
 };
 
-// Bytes of workspace the two-pass launchers need for this shape and policy.
+// Bytes of scratch the two-pass launchers need for this shape and policy (and s.c
+// tickets).
 size_t two_pass_workspace_bytes(const Shape& s, const Policy& p);
 
 // Whether a (threads, vec) pair has compiled kernels.
@@ -100,6 +106,7 @@ int persistent_vectors_per_cta(const Policy& p, bool backward);
 // The schedule for policy p (p.splits CTAs per channel), or false when a channel does not
 // fit in p.splits CTAs or p.splits CTAs do not fit on the device.
 bool persistent_plan(const Shape& s, const Policy& p, int resident, bool backward, PersistentPlan* out);
+// Bytes of scratch (no tickets).
 size_t persistent_workspace_bytes(const Shape& s, const Policy& p);
 
 cudaError_t forward_training_persistent(const Shape& s, const Policy& p, const ForwardTrainingArgs& a,

@@ -118,7 +118,7 @@ cudaError_t launch_persistent(const Reducer& red, const MapOp& op, const Shape& 
   if (resident <= 0 || !persistent_plan(s, p, resident, Reducer::kInputs == 2, &plan))
     return cudaErrorInvalidConfiguration;
   ChannelGeometry g = channel_geometry(s, VEC);
-  auto* partials = static_cast<typename Reducer::State*>(w.ptr);
+  auto* partials = static_cast<typename Reducer::State*>(w.scratch);
   void* args[] = {const_cast<Reducer*>(&red), const_cast<MapOp*>(&op), &g, &plan, &partials};
   const void* fn = fits_index32(g.vec_count)
                        ? reinterpret_cast<const void*>(

@@ -19,7 +19,7 @@ namespace bnorm::kern {
 
 size_t two_pass_workspace_bytes(const Shape& s, const Policy& p) {
   // The backward's state (two sums) is smaller than Welford's: one layout serves both.
-  return ReduceWorkspace::bytes(s.c, p.splits, sizeof(Welford<float>));
+  return ReduceWorkspace::scratch_bytes(s.c, p.splits, sizeof(Welford<float>));
 }
 
 bool policy_compiled(const Policy& p) {
@@ -29,7 +29,7 @@ bool policy_compiled(const Policy& p) {
 cudaError_t forward_training_two_pass(const Shape& s, const Policy& p, const Device& d,
                                       const ForwardTrainingArgs& a, const Workspace& w,
                                       cudaStream_t stream) {
-  const ReduceWorkspace ws = ReduceWorkspace::carve(w.ptr, s.c, p.splits, sizeof(Welford<float>));
+  const ReduceWorkspace ws = ReduceWorkspace::carve(w, s.c, p.splits, sizeof(Welford<float>));
   return with_policy(p, [&](auto T, auto V) {
     constexpr int kThreads = decltype(T)::value;
     constexpr int kVec = decltype(V)::value;
