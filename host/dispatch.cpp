@@ -14,7 +14,12 @@ namespace {
 using kern::Device;
 using kern::Policy;
 
-bool vec4_allowed(const Problem& pr) { return pr.aligned16 && pr.shape.hw % 4 == 0; }
+// Values per 16-byte access for the problem's dtype (4 floats, 8 halves).
+int wide(const Problem& pr) { return kern::wide_vec(pr.shape.dtype); }
+
+bool wide_allowed(const Problem& pr) { return pr.aligned16 && pr.shape.hw % wide(pr) == 0; }
+
+int best_vec(const Problem& pr) { return wide_allowed(pr) ? wide(pr) : 1; }
 
 int64_t wave_ctas(const Device& d, int threads) {
   return static_cast<int64_t>(d.sm_count) * std::max(1, d.max_threads_per_sm / threads);
@@ -25,10 +30,9 @@ std::string why_not_common(const Problem& pr, const Policy& p) {
   // With h*w = 1 the two layouts are the same (N, C) matrix.
   if (pr.desc.layout != BNORM_LAYOUT_NCHW && pr.shape.hw != 1)
     return "layout NHWC is not implemented on CUDA yet";
-  if (pr.desc.dtype != BNORM_DTYPE_F32) return "only dtype F32 is implemented on CUDA yet";
-  if (!kern::policy_compiled(p)) return "no kernel compiled for this threads/vec pair";
-  if (p.vec == 4 && pr.shape.hw % 4 != 0) return "vec 4 needs h*w divisible by 4";
-  if (p.vec == 4 && !pr.aligned16) return "vec 4 needs 16-byte aligned pointers";
+  if (!kern::policy_compiled(p, pr.shape.dtype)) return "no kernel compiled for this threads/vec pair and dtype";
+  if (p.vec > 1 && pr.shape.hw % p.vec != 0) return "16-byte vectors need h*w divisible by the vector width";
+  if (p.vec > 1 && !pr.aligned16) return "16-byte vectors need 16-byte aligned pointers";
   if (pr.shape.c > INT32_MAX) return "more than 2^31-1 channels";
   return "";
 }
@@ -50,7 +54,7 @@ std::string why_not_split(const Problem& pr, const Policy& p, const Device&) {
 
 Policy heuristic_block(const Problem& pr, const Device&) {
   Policy p;
-  p.vec = vec4_allowed(pr) ? 4 : 1;
+  p.vec = best_vec(pr);
   p.threads = pr.shape.m() >= 64 * 1024 ? 512 : 256;
   p.splits = 1;
   return p;
@@ -60,7 +64,7 @@ Policy heuristic_block(const Problem& pr, const Device&) {
 // vectors to load: past that, the merge and the idle lanes cost more than they save.
 Policy heuristic_split(const Problem& pr, const Device& d) {
   Policy p;
-  p.vec = vec4_allowed(pr) ? 4 : 1;
+  p.vec = best_vec(pr);
   p.threads = 256;
   const int64_t vectors = pr.shape.m() / p.vec;
   const int64_t by_work = std::max<int64_t>(1, vectors / (int64_t{p.threads} * 2));
@@ -73,9 +77,9 @@ Policy heuristic_split(const Problem& pr, const Device& d) {
 
 std::vector<Policy> space_reduce(const Problem& pr, bool split) {
   std::vector<Policy> out;
-  const int vecs[2] = {4, 1};
+  const int vecs[2] = {wide(pr), 1};
   for (int vec : vecs) {
-    if (vec == 4 && !vec4_allowed(pr)) continue;
+    if (vec > 1 && !wide_allowed(pr)) continue;
     for (int threads : {128, 256, 512}) {
       if (!split) {
         out.push_back(Policy{threads, vec, 1});
@@ -113,7 +117,7 @@ bool is_backward(const Problem& pr) { return pr.op == BNORM_OP_BACKWARD; }
 // Co-resident CTAs: the device's real occupancy, or the launch bounds' promise (two per
 // SM) when no device is present to ask (dispatch tests on a CPU machine).
 int resident_ctas(const Problem& pr, const Policy& p, const Device& d) {
-  const int r = kern::persistent_resident_ctas(p, is_backward(pr));
+  const int r = kern::persistent_resident_ctas(p, pr.shape.dtype, is_backward(pr));
   return r > 0 ? r : 2 * d.sm_count;
 }
 
@@ -148,7 +152,7 @@ int64_t persistent_cost(const Problem& pr, const Policy& p, int resident) {
 
 Policy heuristic_persistent(const Problem& pr, const Device& d) {
   Policy p;
-  p.vec = vec4_allowed(pr) ? 4 : 1;
+  p.vec = best_vec(pr);
   p.threads = 512;
   const int resident = resident_ctas(pr, p, d);
   const int64_t lo = std::max<int64_t>(1, persistent_min_splits(pr, p));
@@ -170,8 +174,8 @@ Policy heuristic_persistent(const Problem& pr, const Device& d) {
 
 std::vector<Policy> space_persistent(const Problem& pr, const Device& d) {
   std::vector<Policy> out;
-  for (int vec : {4, 1}) {
-    if (vec == 4 && !vec4_allowed(pr)) continue;
+  for (int vec : {wide(pr), 1}) {
+    if (vec > 1 && !wide_allowed(pr)) continue;
     for (int threads : {256, 512}) {
       Policy p{threads, vec, 1};
       const int resident = resident_ctas(pr, p, d);
@@ -212,7 +216,7 @@ std::string why_not_normalize(const Problem& pr, const Policy& p, const Device&)
   return r;
 }
 Policy heuristic_normalize(const Problem& pr, const Device&) {
-  return Policy{256, vec4_allowed(pr) ? 4 : 1, 1};
+  return Policy{256, best_vec(pr), 1};
 }
 std::vector<Policy> space_normalize(const Problem& pr, const Device&) {
   return space_reduce(pr, false);
@@ -267,7 +271,7 @@ Choice heuristic_choice(const Problem& pr, const Device& d) {
     // forward's ~97% of bandwidth over 3S bytes, once forward passes ~4M values.
     const Variant* p = find_variant(pr.op, "persistent");
     const Policy pp = p->heuristic(pr, d);
-    const bool pays = pp.vec == 4 && (pr.op == BNORM_OP_BACKWARD || pr.shape.numel() <= (int64_t{4} << 20));
+    const bool pays = pp.vec > 1 && (pr.op == BNORM_OP_BACKWARD || pr.shape.numel() <= (int64_t{4} << 20));
     if (pays && p->why_not(pr, pp, d).empty()) {
       c.variant = p;
       c.policy = pp;

@@ -14,13 +14,16 @@ namespace bnorm::kern {
 cudaError_t backward_two_pass(const Shape& s, const Policy& p, const Device& d,
                               const BackwardArgs& a, const Workspace& w, cudaStream_t stream) {
   const ReduceWorkspace ws = ReduceWorkspace::carve(w, s.c, p.splits, sizeof(Welford<float>));
-  return with_policy(p, [&](auto T, auto V) {
+  return with_policy(p, s.dtype, [&](auto e, auto T, auto V) {
+    using E = decltype(e);
     constexpr int kThreads = decltype(T)::value;
     constexpr int kVec = decltype(V)::value;
-    BackwardReducer red{a.dy, a.x, s.m(), a, 0.0f};
-    cudaError_t e = launch_reduce<kThreads, kVec>(red, s, p.splits, ws, stream);
-    if (e != cudaSuccess) return e;
-    DxOp op{a.dy, a.x, a.dx, ws.coef};
+    const E* dy = static_cast<const E*>(a.dy);
+    const E* x = static_cast<const E*>(a.x);
+    BackwardReducer<E> red{dy, x, s.m(), a, 0.0f};
+    cudaError_t err = launch_reduce<kThreads, kVec>(red, s, p.splits, ws, stream);
+    if (err != cudaSuccess) return err;
+    DxOp<E> op{dy, x, static_cast<E*>(a.dx), ws.coef};
     return launch_map<kThreads, kVec>(op, s, d, stream);
   });
 }

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include "launch.hpp"
+#include "vec_io.cuh"
 
 namespace bnorm::kern {
 
@@ -20,11 +21,12 @@ struct GradSums {
   float dy_xc;
 };
 
+template <class T>
 struct BackwardReducer {
   using State = GradSums;
   static constexpr int kInputs = 2;
-  const float* in0;  // dy
-  const float* in1;  // x
+  const T* in0;  // dy
+  const T* in1;  // x
   int64_t m;
   BackwardArgs args;
   float mean;
@@ -62,11 +64,12 @@ struct BackwardReducer {
 };
 
 // dx from {mean, a, b, c0}: in0 = dy, in1 = x.
+template <class T>
 struct DxOp {
   static constexpr int kInputs = 2;
-  const float* in0;
-  const float* in1;
-  float* out;
+  const T* in0;
+  const T* in1;
+  T* out;
   const float4* coefs;
   __device__ __forceinline__ float4 coef(int64_t c) const { return coefs[c]; }
   __device__ __forceinline__ float apply(float dy, float x, const float4& k) const {

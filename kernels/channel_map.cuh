@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "index.cuh"
+#include "vec_io.cuh"
 
 namespace bnorm::kern {
 
@@ -41,33 +42,9 @@ struct MapIndex64 {
   }
 };
 
-template <int VEC>
-__device__ __forceinline__ void load_stream(const float* p, float (&v)[VEC]) {
-  if constexpr (VEC == 4) {
-    const float4 t = __ldcs(reinterpret_cast<const float4*>(p));
-    v[0] = t.x;
-    v[1] = t.y;
-    v[2] = t.z;
-    v[3] = t.w;
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) v[i] = __ldcs(p + i);
-  }
-}
-
-template <int VEC>
-__device__ __forceinline__ void store_stream(float* p, const float (&v)[VEC]) {
-  if constexpr (VEC == 4) {
-    __stcs(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) __stcs(p + i, v[i]);
-  }
-}
-
 // Op concept:
 //   static constexpr int kInputs;           1 or 2 (in0, in1)
-//   const float* in0; const float* in1; float* out;
+//   const T* in0; const T* in1; T* out;      T the storage type (vec_io.cuh)
 //   __device__ float4 coef(int64_t c) const;                  per-channel constants
 //   __device__ float apply(float a, float b, const float4& k) const;
 template <int THREADS, int VEC, int UNROLL, class Op, class Index>

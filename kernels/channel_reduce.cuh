@@ -21,6 +21,7 @@
 
 #include "index.cuh"
 #include "launch.hpp"
+#include "vec_io.cuh"
 #include "welford.cuh"
 
 namespace bnorm::kern {
@@ -57,20 +58,6 @@ struct Index64 {
     return (row * g.c_total + c) * g.hw + col * VEC;
   }
 };
-
-template <int VEC>
-__device__ __forceinline__ void load_vec(const float* p, float (&v)[VEC]) {
-  if constexpr (VEC == 4) {
-    const float4 t = *reinterpret_cast<const float4*>(p);
-    v[0] = t.x;
-    v[1] = t.y;
-    v[2] = t.z;
-    v[3] = t.w;
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) v[i] = p[i];
-  }
-}
 
 // Reads a state another CTA wrote, past this SM's L1 (not coherent across SMs).
 template <class State>
@@ -112,7 +99,7 @@ struct ReduceWorkspace {
 //   template <int K> __device__ void add(State&, const float (&a)[K], const float (&b)[K]) const;
 //   __device__ State merge(const State&, const State&) const;
 //   __device__ float4 finish(int64_t c, const State&, bool write_outputs) const;
-//   const float* in0; const float* in1;              in1 null when unused (kInputs == 1)
+//   const T* in0; const T* in1;                      in1 null when unused (kInputs == 1)
 template <int THREADS, int VEC, int UNROLL, class Reducer, class Index>
 __global__ void __launch_bounds__(THREADS)
     channel_reduce_kernel(Reducer red, ChannelGeometry g, ReduceWorkspace ws) {
@@ -129,7 +116,7 @@ __global__ void __launch_bounds__(THREADS)
 
   // Main loop: UNROLL independent loads in flight per thread before any arithmetic.
   for (; v + (UNROLL - 1) * stride < g.vec_count; v += UNROLL * stride) {
-    float a[kChunk], b[kChunk];
+    float a[kChunk], b[kChunk] = {};
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) {
       const int64_t off = Index::template offset<VEC>(g, c, v + u * stride);
@@ -147,7 +134,7 @@ __global__ void __launch_bounds__(THREADS)
   }
   for (; v < g.vec_count; v += stride) {
     const int64_t off = Index::template offset<VEC>(g, c, v);
-    float a[VEC], b[VEC];
+    float a[VEC], b[VEC] = {};
     load_vec<VEC>(red.in0 + off, a);
     if constexpr (Reducer::kInputs == 2) load_vec<VEC>(red.in1 + off, b);
     red.template add<VEC>(st, a, b);

@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include "launch.hpp"
+#include "vec_io.cuh"
 #include "welford.cuh"
 
 namespace bnorm::kern {
@@ -26,16 +27,17 @@ namespace bnorm::kern {
 // Shifting is exact in the variance (M2 does not move) and keeps the accumulated
 // means near zero, so fp32 rounding stays relative to the spread of the data rather
 // than to its mean: the error at |mean|/std = 1e4 falls by about that factor.
+template <class T>
 struct WelfordReducer {
   using State = Welford<float>;
   static constexpr int kInputs = 1;
-  const float* in0;
-  const float* in1;  // unused
+  const T* in0;
+  const T* in1;  // unused
   int64_t hw;
   ForwardTrainingArgs args;
   float pivot;
 
-  __device__ __forceinline__ void begin(int64_t c) { pivot = in0[c * hw]; }
+  __device__ __forceinline__ void begin(int64_t c) { pivot = to_float(in0[c * hw]); }
   __device__ __forceinline__ State empty() const { return welford_empty<float>(); }
   template <int K>
   __device__ __forceinline__ void add(State& s, const float (&a)[K], const float (&)[K]) const {
@@ -66,11 +68,12 @@ struct WelfordReducer {
   }
 };
 
+template <class T>
 struct NormalizeOp {
   static constexpr int kInputs = 1;
-  const float* in0;
-  const float* in1;  // unused
-  float* out;
+  const T* in0;
+  const T* in1;  // unused
+  T* out;
   const float4* coefs;
   __device__ __forceinline__ float4 coef(int64_t c) const { return coefs[c]; }
   __device__ __forceinline__ float apply(float x, float, const float4& k) const {
@@ -78,11 +81,12 @@ struct NormalizeOp {
   }
 };
 
+template <class T>
 struct InferenceOp {
   static constexpr int kInputs = 1;
-  const float* in0;
-  const float* in1;  // unused
-  float* out;
+  const T* in0;
+  const T* in1;  // unused
+  T* out;
   const float* gamma;
   const float* beta;
   const float* mean;

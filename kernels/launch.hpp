@@ -13,17 +13,25 @@
 
 namespace bnorm::kern {
 
+// Storage type of the tensors x, y, dy, dx; statistics and parameters are always fp32.
+enum class DType { F32, F16, BF16 };
+
+inline int elem_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
+// Values per 16-byte access.
+inline int wide_vec(DType t) { return 16 / elem_bytes(t); }
+
 // An NCHW tensor seen as n rows of c channels of hw contiguous values. A channel's
 // statistics run over m() = n*hw values.
 struct Shape {
   int64_t n = 0, c = 0, hw = 0;
+  DType dtype = DType::F32;
   int64_t m() const { return n * hw; }
   int64_t numel() const { return n * c * hw; }
 };
 
 struct Policy {
   int threads = 256;  // threads per CTA: 128, 256 or 512
-  int vec = 4;        // values per load: 4 = 16-byte accesses, 1 = scalar
+  int vec = 4;        // values per access: wide_vec(dtype) = 16 bytes, or 1 (scalar)
   int splits = 1;     // CTAs per channel in the reductions; 1 = one CTA per channel
 };
 
@@ -32,9 +40,10 @@ struct Device {
   int max_threads_per_sm = 2048;
 };
 
+// Tensor pointers are of the Shape's dtype.
 struct ForwardTrainingArgs {
-  const float* x;
-  float* y;
+  const void* x;
+  void* y;
   const float* gamma;  // may be null: 1
   const float* beta;   // may be null: 0
   float momentum;
@@ -46,8 +55,8 @@ struct ForwardTrainingArgs {
 };
 
 struct ForwardInferenceArgs {
-  const float* x;
-  float* y;
+  const void* x;
+  void* y;
   const float* gamma;
   const float* beta;
   const float* running_mean;
@@ -56,12 +65,12 @@ struct ForwardInferenceArgs {
 };
 
 struct BackwardArgs {
-  const float* x;
-  const float* dy;
+  const void* x;
+  const void* dy;
   const float* gamma;
   const float* save_mean;
   const float* save_invstd;
-  float* dx;
+  void* dx;
   float* dgamma;  // may be null
   float* dbeta;   // may be null
 };
@@ -83,8 +92,8 @@ struct Workspace {
 // tickets).
 size_t two_pass_workspace_bytes(const Shape& s, const Policy& p);
 
-// Whether a (threads, vec) pair has compiled kernels.
-bool policy_compiled(const Policy& p);
+// Whether a (threads, vec) pair has compiled two-pass kernels for dtype t.
+bool policy_compiled(const Policy& p, DType t);
 
 // Largest number of CTAs per channel the split reduction accepts.
 constexpr int kMaxSplits = 128;
@@ -100,7 +109,7 @@ struct PersistentPlan {
 
 // CTAs of the persistent kernel for this policy that fit on the current device at once
 // (0 without a device or for a policy with no kernel).
-int persistent_resident_ctas(const Policy& p, bool backward);
+int persistent_resident_ctas(const Policy& p, DType t, bool backward);
 // Vectors of one input a CTA holds on chip.
 int persistent_vectors_per_cta(const Policy& p, bool backward);
 // The schedule for policy p (p.splits CTAs per channel), or false when a channel does not

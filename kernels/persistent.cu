@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
     const int64_t c = round * plan.channels_per_round + blockIdx.x / S;
     const bool active = c < g.c_total;  // the last round may have fewer channels
 
-    float a[ITEMS][VEC], b[ITEMS][VEC];
+    float a[ITEMS][VEC], b[ITEMS][VEC] = {};
     State st = red.empty();
     if (active) {
       red.begin(c);
@@ -113,7 +113,7 @@ template <int THREADS, int VEC, class Reducer, class MapOp>
 cudaError_t launch_persistent(const Reducer& red, const MapOp& op, const Shape& s, const Policy& p,
                               const Workspace& w, cudaStream_t stream) {
   constexpr int kItems = elems_for(THREADS, Reducer::kInputs, VEC) / VEC;
-  const int resident = persistent_resident_ctas(p, Reducer::kInputs == 2);
+  const int resident = persistent_resident_ctas(p, s.dtype, Reducer::kInputs == 2);
   PersistentPlan plan;
   if (resident <= 0 || !persistent_plan(s, p, resident, Reducer::kInputs == 2, &plan))
     return cudaErrorInvalidConfiguration;
@@ -128,14 +128,17 @@ cudaError_t launch_persistent(const Reducer& red, const MapOp& op, const Shape& 
   return cudaLaunchCooperativeKernel(fn, dim3(plan.grid), dim3(THREADS), args, 0, stream);
 }
 
-// The persistent kernels' compiled (threads, vec) pairs.
+// The persistent kernels' compiled (dtype, threads, vec) triples.
 template <class F>
-cudaError_t with_persistent_policy(const Policy& p, F&& f) {
-  if (p.vec == 4 && p.threads == 256) return f(Int<256>{}, Int<4>{});
-  if (p.vec == 4 && p.threads == 512) return f(Int<512>{}, Int<4>{});
-  if (p.vec == 1 && p.threads == 256) return f(Int<256>{}, Int<1>{});
-  if (p.vec == 1 && p.threads == 512) return f(Int<512>{}, Int<1>{});
-  return cudaErrorInvalidConfiguration;
+cudaError_t with_persistent_policy(const Policy& p, DType t, F&& f) {
+  return with_dtype(t, [&](auto e) -> cudaError_t {
+    constexpr int W = kWide<decltype(e)>;
+    if (p.vec == W && p.threads == 256) return f(e, Int<256>{}, Int<W>{});
+    if (p.vec == W && p.threads == 512) return f(e, Int<512>{}, Int<W>{});
+    if (p.vec == 1 && p.threads == 256) return f(e, Int<256>{}, Int<1>{});
+    if (p.vec == 1 && p.threads == 512) return f(e, Int<512>{}, Int<1>{});
+    return cudaErrorInvalidConfiguration;
+  });
 }
 
 // Occupancy of one instantiation on the current device, cached per device: the
@@ -163,11 +166,13 @@ int resident_ctas() {
 
 }  // namespace
 
-int persistent_resident_ctas(const Policy& p, bool backward) {
+int persistent_resident_ctas(const Policy& p, DType t, bool backward) {
   int r = 0;
-  const cudaError_t e = with_persistent_policy(p, [&](auto T, auto V) {
+  const cudaError_t e = with_persistent_policy(p, t, [&](auto el, auto T, auto V) {
+    using E = decltype(el);
     constexpr int kT = decltype(T)::value, kV = decltype(V)::value;
-    r = backward ? resident_ctas<kT, kV, BackwardReducer, DxOp>() : resident_ctas<kT, kV, WelfordReducer, NormalizeOp>();
+    r = backward ? resident_ctas<kT, kV, BackwardReducer<E>, DxOp<E>>()
+                 : resident_ctas<kT, kV, WelfordReducer<E>, NormalizeOp<E>>();
     return cudaSuccess;
   });
   return e == cudaSuccess ? r : 0;
@@ -197,18 +202,23 @@ size_t persistent_workspace_bytes(const Shape& s, const Policy& p) {
 
 cudaError_t forward_training_persistent(const Shape& s, const Policy& p, const ForwardTrainingArgs& a,
                                         const Workspace& w, cudaStream_t stream) {
-  return with_persistent_policy(p, [&](auto T, auto V) {
-    WelfordReducer red{a.x, nullptr, s.hw, a, 0.0f};
-    NormalizeOp op{a.x, nullptr, a.y, nullptr};
+  return with_persistent_policy(p, s.dtype, [&](auto e, auto T, auto V) {
+    using E = decltype(e);
+    const E* x = static_cast<const E*>(a.x);
+    WelfordReducer<E> red{x, nullptr, s.hw, a, 0.0f};
+    NormalizeOp<E> op{x, nullptr, static_cast<E*>(a.y), nullptr};
     return launch_persistent<decltype(T)::value, decltype(V)::value>(red, op, s, p, w, stream);
   });
 }
 
 cudaError_t backward_persistent(const Shape& s, const Policy& p, const BackwardArgs& a, const Workspace& w,
                                 cudaStream_t stream) {
-  return with_persistent_policy(p, [&](auto T, auto V) {
-    BackwardReducer red{a.dy, a.x, s.m(), a, 0.0f};
-    DxOp op{a.dy, a.x, a.dx, nullptr};
+  return with_persistent_policy(p, s.dtype, [&](auto e, auto T, auto V) {
+    using E = decltype(e);
+    const E* dy = static_cast<const E*>(a.dy);
+    const E* x = static_cast<const E*>(a.x);
+    BackwardReducer<E> red{dy, x, s.m(), a, 0.0f};
+    DxOp<E> op{dy, x, static_cast<E*>(a.dx), nullptr};
     return launch_persistent<decltype(T)::value, decltype(V)::value>(red, op, s, p, w, stream);
   });
 }

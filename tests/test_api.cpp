@@ -150,8 +150,6 @@ std::vector<BadCall> bad_calls() {
        with([](bnorm_tensor_t& d) { d.layout = static_cast<bnorm_layout_t>(9); })},
       {"bad dtype", BNORM_STATUS_INVALID_VALUE, "dtype",
        with([](bnorm_tensor_t& d) { d.dtype = static_cast<bnorm_dtype_t>(9); })},
-      {"unsupported dtype", BNORM_STATUS_NOT_SUPPORTED, "F16",
-       with([](bnorm_tensor_t& d) { d.dtype = BNORM_DTYPE_F16; })},
       {"one value per channel", BNORM_STATUS_INVALID_VALUE, "n*h*w",
        with([](bnorm_tensor_t& d) { d.n = d.h = d.w = 1; })},
       {"null x", BNORM_STATUS_INVALID_VALUE, "x",
@@ -235,12 +233,13 @@ std::vector<BadCall> bad_calls() {
                                                  b.si.data(), x2.data(), b.dg.data(), b.db.data());
          return x2 == b.x ? s : BNORM_STATUS_INTERNAL_ERROR;  // x must be untouched too
        }},
-      {"backward unsupported dtype", BNORM_STATUS_NOT_SUPPORTED, "BF16",
+      {"f16 tensor not aligned to 2 bytes", BNORM_STATUS_INVALID_VALUE, "aligned",
        [](bnorm_handle_t h, Buffers& b) {
          bnorm_tensor_t d = b.d;
-         d.dtype = BNORM_DTYPE_BF16;
-         return bnorm_backward(h, &d, b.x.data(), b.dy.data(), nullptr, b.sm.data(), b.si.data(),
-                               b.dx.data(), b.dg.data(), b.db.data());
+         d.dtype = BNORM_DTYPE_F16;
+         const void* x = reinterpret_cast<const char*>(b.x.data()) + 1;
+         return bnorm_backward(h, &d, x, b.dy.data(), nullptr, b.sm.data(), b.si.data(), b.dx.data(),
+                               b.dg.data(), b.db.data());
        }},
   };
 }

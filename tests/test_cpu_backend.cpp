@@ -205,6 +205,56 @@ TEST(CpuBackendSteps, BackwardMatchesFiniteDifferences) {
   EXPECT_LT(rel_error(db, fb), 2e-3);
 }
 
+// Half and bfloat16 tensors: statistics from the stored values in float64, outputs
+// rounded once to the dtype. Against the float64 reference of the same stored inputs the
+// error is the final rounding: within a unit roundoff of the dtype (norm-relative).
+class CpuDtypes : public testing::TestWithParam<bnorm_dtype_t> {};
+
+TEST_P(CpuDtypes, ForwardBackwardInferenceMatchReference) {
+  Handle h;
+  const bnorm_dtype_t t = GetParam();
+  const bnorm_tensor_t d = nchw(6, 5, 3, 7, t);
+  const int64_t ne = numel(d);
+  const auto x = random_input(d, 71), dy = random_input(d, 72);
+  const auto gamma = random_vector(d.c, 73, 0.5, 1.5), beta = random_vector(d.c, 74, -1, 1);
+  auto xs = to_storage(x, t), dys = to_storage(dy, t), ys = to_storage(poisoned(ne), t);
+  std::vector<float> sm(d.c), si(d.c);
+  ASSERT_EQ(bnorm_forward_training(h.h, &d, xs.data(), ys.data(), gamma.data(), beta.data(), 0.1f, 1e-5f, nullptr,
+                                   nullptr, sm.data(), si.data()),
+            BNORM_STATUS_SUCCESS);
+  const Reference ref = reference_forward(d, x, gamma.data(), beta.data(), 1e-5);
+  const double u = unit_roundoff(t);
+  EXPECT_LT(max_channel_rel_error(d, from_storage(ys, t), ref.y), u);
+  EXPECT_GT(max_channel_rel_error(d, from_storage(ys, t), ref.y), 0.0) << "16-bit outputs round";
+  EXPECT_LT(rel_error(sm, ref.mean), kTol);
+  EXPECT_LT(rel_error(si, ref.invstd), kTol);
+
+  auto dxs = to_storage(poisoned(ne), t);
+  std::vector<float> dg(d.c), db(d.c);
+  ASSERT_EQ(bnorm_backward(h.h, &d, xs.data(), dys.data(), gamma.data(), sm.data(), si.data(), dxs.data(), dg.data(),
+                           db.data()),
+            BNORM_STATUS_SUCCESS);
+  const Reference bref = reference_backward(d, x, dy, gamma.data(), sm, si);
+  EXPECT_LT(max_channel_rel_error(d, from_storage(dxs, t), bref.dx), 2 * u);
+  EXPECT_LT(rel_error(dg, bref.dgamma), kTol);
+  EXPECT_LT(rel_error(db, bref.dbeta), kTol);
+
+  const auto rm = random_vector(d.c, 75, -1, 1), rv = random_vector(d.c, 76, 0.5, 2);
+  ASSERT_EQ(bnorm_forward_inference(h.h, &d, xs.data(), ys.data(), gamma.data(), beta.data(), rm.data(), rv.data(),
+                                    1e-5f),
+            BNORM_STATUS_SUCCESS);
+  std::vector<double> iref(ne);
+  for (int64_t c = 0; c < d.c; ++c)
+    for (int64_t j = 0; j < per_channel(d); ++j) {
+      const int64_t o = offset(d, c, j);
+      iref[o] = (x[o] - static_cast<double>(rm[c])) / std::sqrt(static_cast<double>(rv[c]) + 1e-5) * gamma[c] + beta[c];
+    }
+  EXPECT_LT(max_channel_rel_error(d, from_storage(ys, t), iref), u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CpuDtypes, testing::Values(BNORM_DTYPE_F16, BNORM_DTYPE_BF16),
+                         [](const testing::TestParamInfo<bnorm_dtype_t>& i) { return dtype_name(i.param); });
+
 // |mean|/std = 1e4: float64 accumulation keeps the CPU backend at float32 rounding.
 TEST(CpuBackendSteps, StableAtLargeMean) {
   Handle h;

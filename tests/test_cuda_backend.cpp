@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <tuple>
 #include <cstring>
 #include <sstream>
 #include <string>
@@ -21,29 +22,44 @@ using namespace bnorm_test;
 
 #define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
 
-// A device copy of a host vector, with room for an offset (to misalign on purpose).
+// Device memory for count elements of elem bytes, with room for an offset (to misalign
+// on purpose). Values travel as floats and are stored as the buffer's dtype.
 class DeviceBuffer {
  public:
-  DeviceBuffer(size_t count, size_t offset_floats = 0) : count_(count), offset_(offset_floats) {
-    if (cudaMalloc(&base_, (count + offset_floats) * sizeof(float) + 16) != cudaSuccess) base_ = nullptr;
+  DeviceBuffer(size_t count, bnorm_dtype_t t = BNORM_DTYPE_F32, size_t offset_elems = 0)
+      : count_(count), dtype_(t), offset_(offset_elems * elem_size(t)) {
+    if (cudaMalloc(&base_, count * elem_size(t) + offset_ + 16) != cudaSuccess) base_ = nullptr;
   }
   ~DeviceBuffer() { cudaFree(base_); }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  float* get() const { return base_ ? static_cast<float*>(base_) + offset_ : nullptr; }
+  void* raw() const { return base_ ? static_cast<char*>(base_) + offset_ : nullptr; }
+  float* get() const { return static_cast<float*>(raw()); }
   void upload(const std::vector<float>& v) const {
     ASSERT_EQ(v.size(), count_);
-    ASSERT_EQ(cudaMemcpy(get(), v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+    const auto bytes = to_storage(v, dtype_);
+    ASSERT_EQ(cudaMemcpy(raw(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice), cudaSuccess);
   }
   std::vector<float> download() const {
-    std::vector<float> v(count_);
-    EXPECT_EQ(cudaMemcpy(v.data(), get(), v.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
-    return v;
+    std::vector<unsigned char> bytes(count_ * elem_size(dtype_));
+    EXPECT_EQ(cudaMemcpy(bytes.data(), raw(), bytes.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    return from_storage(bytes, dtype_);
   }
 
  private:
   void* base_ = nullptr;
-  size_t count_, offset_;
+  size_t count_;
+  bnorm_dtype_t dtype_;
+  size_t offset_;
+};
+
+// A host tensor in a dtype's storage, for the CPU backend.
+struct HostTensor {
+  bnorm_dtype_t dtype;
+  std::vector<unsigned char> bytes;
+  HostTensor(const std::vector<float>& v, bnorm_dtype_t t) : dtype(t), bytes(to_storage(v, t)) {}
+  void* data() { return bytes.data(); }
+  std::vector<float> values() const { return from_storage(bytes, dtype); }
 };
 
 class Gpu : public testing::Test {
@@ -92,36 +108,49 @@ struct Shape {
   int64_t n, c, h, w;
 };
 
+using Param = std::tuple<Shape, bnorm_dtype_t>;
+
 void PrintTo(const Shape& s, std::ostream* os) { *os << s.n << "x" << s.c << "x" << s.h << "x" << s.w; }
 
-class GpuShapes : public Gpu, public testing::WithParamInterface<Shape> {
+class GpuShapes : public Gpu, public testing::WithParamInterface<Param> {
  protected:
-  bnorm_tensor_t desc() const { return nchw(GetParam().n, GetParam().c, GetParam().h, GetParam().w); }
+  bnorm_tensor_t desc() const {
+    const Shape& s = std::get<0>(GetParam());
+    return nchw(s.n, s.c, s.h, s.w, std::get<1>(GetParam()));
+  }
 };
 
-std::string shape_name(const testing::TestParamInfo<Shape>& i) {
-  const Shape& s = i.param;
-  return std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.h) + "x" + std::to_string(s.w);
+std::string param_name(const testing::TestParamInfo<Param>& i) {
+  const Shape& s = std::get<0>(i.param);
+  return std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.h) + "x" + std::to_string(s.w) +
+         "_" + dtype_name(std::get<1>(i.param));
 }
 
+// Outputs stored in a 16-bit dtype differ from the reference by its rounding (the GPU
+// rounds an fp32 result, the CPU an fp64 one: up to one unit of the dtype apart).
+double out_tol(bnorm_dtype_t t, double f32_tol) { return std::max(f32_tol, 4 * unit_roundoff(t)); }
+
 // Runs forward training on both backends for every configuration; misalign = 1 shifts
-// every tensor pointer by one float (4 bytes) so no 16-byte path may be taken.
+// every tensor pointer by one element so no 16-byte path may be taken.
 void check_forward_training(Gpu* t, bnorm_handle_t gpu, bnorm_handle_t cpu, const bnorm_tensor_t& d,
                             const std::vector<std::string>& specs, int misalign, double mean_scale = 1.0) {
   const int64_t ne = numel(d);
-  const auto x = random_tensor(d, 1000 + ne, mean_scale);
+  const auto x = random_input(d, 1000 + ne, mean_scale);
   const auto gamma = random_vector(d.c, 2, 0.5, 1.5), beta = random_vector(d.c, 3, -1, 1);
   const auto rm0 = random_vector(d.c, 4, -1, 1), rv0 = random_vector(d.c, 5, 0.5, 2);
 
-  auto y_ref = poisoned(ne), sm_ref = poisoned(d.c), si_ref = poisoned(d.c);
+  HostTensor hx(x, d.dtype), hy(poisoned(ne), d.dtype);
+  auto sm_ref = poisoned(d.c), si_ref = poisoned(d.c);
   auto rm_ref = rm0, rv_ref = rv0;
-  ASSERT_EQ(bnorm_forward_training(cpu, &d, x.data(), y_ref.data(), gamma.data(), beta.data(), 0.1f, 1e-5f,
+  ASSERT_EQ(bnorm_forward_training(cpu, &d, hx.data(), hy.data(), gamma.data(), beta.data(), 0.1f, 1e-5f,
                                    rm_ref.data(), rv_ref.data(), sm_ref.data(), si_ref.data()),
             BNORM_STATUS_SUCCESS);
+  const auto y_ref = hy.values();
   const std::vector<double> yr(y_ref.begin(), y_ref.end()), smr(sm_ref.begin(), sm_ref.end()),
       sir(si_ref.begin(), si_ref.end()), rmr(rm_ref.begin(), rm_ref.end()), rvr(rv_ref.begin(), rv_ref.end());
 
-  DeviceBuffer dx_(ne, misalign), dy_(ne, misalign), dg(d.c), db(d.c), drm(d.c), drv(d.c), dsm(d.c), dsi(d.c);
+  DeviceBuffer dx_(ne, d.dtype, misalign), dy_(ne, d.dtype, misalign), dg(d.c), db(d.c), drm(d.c), drv(d.c),
+      dsm(d.c), dsi(d.c);
   dx_.upload(x);
   dg.upload(gamma);
   db.upload(beta);
@@ -138,7 +167,7 @@ void check_forward_training(Gpu* t, bnorm_handle_t gpu, bnorm_handle_t cpu, cons
               BNORM_STATUS_SUCCESS)
         << bnorm_last_error();
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    const double tol = kOutTol * std::max(1.0, mean_scale / 100);
+    const double tol = out_tol(d.dtype, kOutTol * std::max(1.0, mean_scale / 100));
     EXPECT_LT(max_channel_rel_error(d, dy_.download(), yr), tol);
     EXPECT_LT(rel_error(dsm.download(), smr), kStatTol);
     EXPECT_LT(rel_error(dsi.download(), sir), kStatTol * std::max(1.0, mean_scale / 100));
@@ -164,15 +193,16 @@ TEST_P(GpuShapes, InferenceEveryConfig) {
   const int64_t ne = numel(d);
   for (int misalign : {0, 1}) {
     SCOPED_TRACE(misalign ? "misaligned" : "aligned");
-    const auto x = random_tensor(d, 7 + misalign);
+    const auto x = random_input(d, 7 + misalign);
     const auto gamma = random_vector(d.c, 8, 0.5, 1.5), beta = random_vector(d.c, 9, -1, 1);
     const auto rm = random_vector(d.c, 10, -1, 1), rv = random_vector(d.c, 11, 0.5, 2);
-    auto y_ref = poisoned(ne);
-    ASSERT_EQ(bnorm_forward_inference(cpu_, &d, x.data(), y_ref.data(), gamma.data(), beta.data(), rm.data(),
+    HostTensor hx(x, d.dtype), hy(poisoned(ne), d.dtype);
+    ASSERT_EQ(bnorm_forward_inference(cpu_, &d, hx.data(), hy.data(), gamma.data(), beta.data(), rm.data(),
                                       rv.data(), 1e-5f),
               BNORM_STATUS_SUCCESS);
+    const auto y_ref = hy.values();
     const std::vector<double> yr(y_ref.begin(), y_ref.end());
-    DeviceBuffer dx_(ne, misalign), dy_(ne, misalign), dg(d.c), db(d.c), drm(d.c), drv(d.c);
+    DeviceBuffer dx_(ne, d.dtype, misalign), dy_(ne, d.dtype, misalign), dg(d.c), db(d.c), drm(d.c), drv(d.c);
     dx_.upload(x);
     dg.upload(gamma);
     db.upload(beta);
@@ -187,7 +217,7 @@ TEST_P(GpuShapes, InferenceEveryConfig) {
                 BNORM_STATUS_SUCCESS)
           << bnorm_last_error();
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      EXPECT_LT(max_channel_rel_error(d, dy_.download(), yr), kOutTol);
+      EXPECT_LT(max_channel_rel_error(d, dy_.download(), yr), out_tol(d.dtype, kOutTol));
     }
   }
 }
@@ -197,21 +227,23 @@ TEST_P(GpuShapes, BackwardEveryConfig) {
   const int64_t ne = numel(d);
   for (int misalign : {0, 1}) {
     SCOPED_TRACE(misalign ? "misaligned" : "aligned");
-    const auto x = random_tensor(d, 20 + misalign), dy = random_tensor(d, 22 + misalign);
+    const auto x = random_input(d, 20 + misalign), dy = random_input(d, 22 + misalign);
     const auto gamma = random_vector(d.c, 24, 0.5, 1.5);
-    std::vector<float> y(ne), sm(d.c), si(d.c);
-    ASSERT_EQ(bnorm_forward_training(cpu_, &d, x.data(), y.data(), gamma.data(), nullptr, 0.1f, 1e-5f, nullptr,
+    HostTensor hx(x, d.dtype), hdy(dy, d.dtype), hy(poisoned(ne), d.dtype), hdx(poisoned(ne), d.dtype);
+    std::vector<float> sm(d.c), si(d.c);
+    ASSERT_EQ(bnorm_forward_training(cpu_, &d, hx.data(), hy.data(), gamma.data(), nullptr, 0.1f, 1e-5f, nullptr,
                                      nullptr, sm.data(), si.data()),
               BNORM_STATUS_SUCCESS);
-    auto dx_ref = poisoned(ne), dg_ref = poisoned(d.c), db_ref = poisoned(d.c);
-    ASSERT_EQ(bnorm_backward(cpu_, &d, x.data(), dy.data(), gamma.data(), sm.data(), si.data(), dx_ref.data(),
+    auto dg_ref = poisoned(d.c), db_ref = poisoned(d.c);
+    ASSERT_EQ(bnorm_backward(cpu_, &d, hx.data(), hdy.data(), gamma.data(), sm.data(), si.data(), hdx.data(),
                              dg_ref.data(), db_ref.data()),
               BNORM_STATUS_SUCCESS);
+    const auto dx_ref = hdx.values();
     const std::vector<double> dxr(dx_ref.begin(), dx_ref.end()), dgr(dg_ref.begin(), dg_ref.end()),
         dbr(db_ref.begin(), db_ref.end());
     const std::vector<double> terms = dx_term_scale(d, dy, gamma.data(), si);
-    DeviceBuffer d_x(ne, misalign), d_dy(ne, misalign), d_dx(ne, misalign), d_g(d.c), d_sm(d.c), d_si(d.c),
-        d_dg(d.c), d_db(d.c);
+    DeviceBuffer d_x(ne, d.dtype, misalign), d_dy(ne, d.dtype, misalign), d_dx(ne, d.dtype, misalign), d_g(d.c),
+        d_sm(d.c), d_si(d.c), d_dg(d.c), d_db(d.c);
     d_x.upload(x);
     d_dy.upload(dy);
     d_g.upload(gamma);
@@ -228,7 +260,7 @@ TEST_P(GpuShapes, BackwardEveryConfig) {
                 BNORM_STATUS_SUCCESS)
           << bnorm_last_error();
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      EXPECT_LT(max_channel_rel_error(d, d_dx.download(), dxr, &terms), kDxTol);
+      EXPECT_LT(max_channel_rel_error(d, d_dx.download(), dxr, &terms), out_tol(d.dtype, kDxTol));
       EXPECT_LT(rel_error(d_dg.download(), dgr), kDxTol);
       EXPECT_LT(rel_error(d_db.download(), dbr), kStatTol);
     }
@@ -240,8 +272,9 @@ TEST_P(GpuShapes, BackwardEveryConfig) {
 TEST_P(GpuShapes, RepeatableBitwise) {
   const bnorm_tensor_t d = desc();
   const int64_t ne = numel(d);
-  const auto x = random_tensor(d, 77), dy = random_tensor(d, 78);
-  DeviceBuffer d_x(ne), d_y(ne), d_dy(ne), d_dx(ne), d_sm(d.c), d_si(d.c), d_dg(d.c), d_db(d.c);
+  const auto x = random_input(d, 77), dy = random_input(d, 78);
+  DeviceBuffer d_x(ne, d.dtype), d_y(ne, d.dtype), d_dy(ne, d.dtype), d_dx(ne, d.dtype), d_sm(d.c), d_si(d.c),
+      d_dg(d.c), d_db(d.c);
   d_x.upload(x);
   d_dy.upload(dy);
   // Forward configurations paired with backward ones in turn (the lists differ: backward's
@@ -276,11 +309,13 @@ TEST_P(GpuShapes, RepeatableBitwise) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Suite, GpuShapes,
-                         testing::Values(Shape{1, 1, 1, 2}, Shape{2, 1, 1, 1}, Shape{3, 5, 7, 9},
-                                         Shape{65536, 3, 1, 1}, Shape{2, 4096, 1, 1}, Shape{128, 6, 24, 24},
-                                         Shape{128, 16, 8, 8}, Shape{128, 120, 1, 1}, Shape{8, 64, 28, 28},
-                                         Shape{4, 3, 131, 131}, Shape{2, 2048, 7, 7}),
-                         shape_name);
+                         testing::Combine(testing::Values(Shape{1, 1, 1, 2}, Shape{2, 1, 1, 1}, Shape{3, 5, 7, 9},
+                                                          Shape{65536, 3, 1, 1}, Shape{2, 4096, 1, 1},
+                                                          Shape{128, 6, 24, 24}, Shape{128, 16, 8, 8},
+                                                          Shape{128, 120, 1, 1}, Shape{8, 64, 28, 28},
+                                                          Shape{4, 3, 131, 131}, Shape{2, 2048, 7, 7}),
+                                          testing::Values(BNORM_DTYPE_F32, BNORM_DTYPE_F16, BNORM_DTYPE_BF16)),
+                         param_name);
 
 TEST_F(Gpu, LargeMeanEveryConfig) {
   // |mean|/std = 1e4 per channel: the shifted Welford keeps the GPU near the CPU.

@@ -145,6 +145,25 @@ TEST(Dispatch, HandleOverrideWinsAndUnsupportedOverrideFails) {
   EXPECT_EQ(bnorm::choose(h, pr, &c).code, BNORM_STATUS_NOT_SUPPORTED);
 }
 
+TEST(Dispatch, SixteenBitTypesLoadEightPerAccess) {
+  const bnorm_handle h = h100();
+  for (bnorm_dtype_t t : {BNORM_DTYPE_F16, BNORM_DTYPE_BF16}) {
+    auto pr = problem(BNORM_OP_FORWARD_TRAINING, 32, 64, 28, 28);
+    pr.desc.dtype = t;
+    pr.shape.dtype = t == BNORM_DTYPE_F16 ? bnorm::kern::DType::F16 : bnorm::kern::DType::BF16;
+    bnorm::Choice c;
+    ASSERT_TRUE(bnorm::choose(h, pr, &c).ok());
+    EXPECT_EQ(c.policy.vec, 8);
+    for (const auto& cfg : bnorm::supported_configs(h, pr)) EXPECT_TRUE(cfg.policy.vec == 8 || cfg.policy.vec == 1);
+    // 28*28 is a multiple of 4 but 7*7*4 = 196 elements of a row are not of 8: scalar.
+    pr.shape.hw = 7 * 7 * 4 + 2;
+    ASSERT_TRUE(bnorm::choose(h, pr, &c).ok());
+    EXPECT_EQ(c.policy.vec, 1);
+    bnorm::kern::Policy four{256, 4, 1};
+    EXPECT_NE(bnorm::find_variant(BNORM_OP_FORWARD_TRAINING, "two_pass_block")->why_not(pr, four, h.dev), "");
+  }
+}
+
 TEST(Dispatch, SpacesRespectVectorRules) {
   const bnorm_handle h = h100();
   for (bnorm_op_t op : kOps) {
