@@ -25,11 +25,12 @@ int64_t wave_ctas(const Device& d, int threads) {
   return static_cast<int64_t>(d.sm_count) * std::max(1, d.max_threads_per_sm / threads);
 }
 
-// What every kernel of this generation requires, whatever the policy.
+// Rows of channels: NHWC, or NCHW with h*w = 1 (the same (N, C) matrix).
+bool is_rows(const Problem& pr) { return pr.desc.layout == BNORM_LAYOUT_NHWC || pr.shape.hw == 1; }
+
+// What every kernel requires, whatever the policy (the NCHW families).
 std::string why_not_common(const Problem& pr, const Policy& p) {
-  // With h*w = 1 the two layouts are the same (N, C) matrix.
-  if (pr.desc.layout != BNORM_LAYOUT_NCHW && pr.shape.hw != 1)
-    return "layout NHWC is not implemented on CUDA yet";
+  if (pr.desc.layout != BNORM_LAYOUT_NCHW && pr.shape.hw != 1) return "an NCHW kernel; the tensor is NHWC";
   if (!kern::policy_compiled(p, pr.shape.dtype)) return "no kernel compiled for this threads/vec pair and dtype";
   if (p.vec > 1 && pr.shape.hw % p.vec != 0) return "16-byte vectors need h*w divisible by the vector width";
   if (p.vec > 1 && !pr.aligned16) return "16-byte vectors need 16-byte aligned pointers";
@@ -208,6 +209,87 @@ cudaError_t launch_bwd_persistent(const Problem& pr, const Policy& p, const Devi
   return kern::backward_persistent(pr.shape, p, a.bwd, ws, st);
 }
 
+// ---- channels-last (NHWC and (N, C)) ---------------------------------------------
+
+std::string why_not_rows(const Problem& pr, const Policy& p) {
+  if (!is_rows(pr)) return "a channels-last kernel; the tensor is NCHW with h*w > 1";
+  if (!kern::policy_compiled(p, pr.shape.dtype)) return "no kernel compiled for this threads/vec pair and dtype";
+  if (p.vec > 1 && pr.shape.c % p.vec != 0) return "16-byte vectors need C divisible by the vector width";
+  if (p.vec > 1 && !pr.aligned16) return "16-byte vectors need 16-byte aligned pointers";
+  if (p.splits < 1 || p.splits > 65535) return "1 to 65535 CTAs per channel block";
+  const int64_t per_block = int64_t{kern::nhwc_lanes(pr.shape, p)} * p.vec;
+  if ((pr.shape.c + per_block - 1) / per_block > INT32_MAX) return "too many channel blocks";
+  return "";
+}
+
+bool rows_wide_allowed(const Problem& pr) { return pr.aligned16 && pr.shape.c % wide(pr) == 0; }
+
+// CTAs down the rows: two per SM over all channel blocks, but every thread with a few
+// rows of its own.
+Policy heuristic_rows(const Problem& pr, const Device& d) {
+  Policy p;
+  p.vec = rows_wide_allowed(pr) ? wide(pr) : 1;
+  p.threads = 256;
+  const int lanes = kern::nhwc_lanes(pr.shape, p);
+  const int64_t blocks = (pr.shape.c + int64_t{lanes} * p.vec - 1) / (int64_t{lanes} * p.vec);
+  const int64_t rows_per_cta = (p.threads / lanes) * 8;
+  const int64_t by_work = std::max<int64_t>(1, pr.shape.m() / rows_per_cta);
+  const int64_t by_wave = std::max<int64_t>(1, (2 * int64_t{d.sm_count} + blocks - 1) / blocks);
+  p.splits = static_cast<int>(std::min<int64_t>({by_work, by_wave, kern::kMaxSplits}));
+  return p;
+}
+
+std::vector<Policy> space_rows(const Problem& pr, const Device& d) {
+  std::vector<Policy> out;
+  const int h = heuristic_rows(pr, d).splits;
+  for (int vec : {wide(pr), 1}) {
+    if (vec > 1 && !rows_wide_allowed(pr)) continue;
+    for (int threads : {128, 256, 512}) {
+      std::vector<int> splits = {1, h};
+      for (int s = 2; s <= kern::kMaxSplits && s < pr.shape.m(); s *= 4) splits.push_back(s);
+      std::sort(splits.begin(), splits.end());
+      splits.erase(std::unique(splits.begin(), splits.end()), splits.end());
+      for (int s : splits) out.push_back(Policy{threads, vec, s});
+    }
+  }
+  return out;
+}
+
+std::vector<Policy> space_rows_map(const Problem& pr, const Device& d) {
+  std::vector<Policy> out;
+  for (const Policy& p : space_rows(pr, d))
+    if (p.splits == 1) out.push_back(p);
+  return out;
+}
+
+std::string why_not_rows_map(const Problem& pr, const Policy& p, const Device& d) {
+  std::string r = why_not_rows(pr, p);
+  if (r.empty() && p.splits != 1) r = "nhwc_normalize has no CTAs-per-channel knob (s1)";
+  (void)d;
+  return r;
+}
+
+std::string why_not_rows_reduce(const Problem& pr, const Policy& p, const Device&) { return why_not_rows(pr, p); }
+
+Policy heuristic_rows_map(const Problem& pr, const Device& d) {
+  Policy p = heuristic_rows(pr, d);
+  p.splits = 1;
+  return p;
+}
+
+cudaError_t launch_fwd_rows(const Problem& pr, const Policy& p, const Device& d, const OpArgs& a,
+                            const kern::Workspace& ws, cudaStream_t st) {
+  return kern::nhwc_forward_training(pr.shape, p, d, a.fwd, ws, st);
+}
+cudaError_t launch_inf_rows(const Problem& pr, const Policy& p, const Device& d, const OpArgs& a,
+                            const kern::Workspace&, cudaStream_t st) {
+  return kern::nhwc_forward_inference(pr.shape, p, d, a.inf, st);
+}
+cudaError_t launch_bwd_rows(const Problem& pr, const Policy& p, const Device& d, const OpArgs& a,
+                            const kern::Workspace& ws, cudaStream_t st) {
+  return kern::nhwc_backward(pr.shape, p, d, a.bwd, ws, st);
+}
+
 // ---- elementwise (inference) -----------------------------------------------------
 
 std::string why_not_normalize(const Problem& pr, const Policy& p, const Device&) {
@@ -259,6 +341,12 @@ const char* choice_name(bnorm_choice_t c) {
 Choice heuristic_choice(const Problem& pr, const Device& d) {
   Choice c;
   c.why = BNORM_CHOICE_HEURISTIC;
+  if (is_rows(pr)) {
+    // Channels-last and (N, C): coalesced across the row's channels.
+    c.variant = find_variant(pr.op, pr.op == BNORM_OP_FORWARD_INFERENCE ? "nhwc_normalize" : "nhwc_two_pass");
+    c.policy = c.variant->heuristic(pr, d);
+    return c;
+  }
   const char* name = "normalize";
   if (pr.op != BNORM_OP_FORWARD_INFERENCE) {
     const bool few_channels = pr.shape.c < wave_ctas(d, 256) / 2;
@@ -291,8 +379,12 @@ const std::vector<Variant>& registry() {
        ws_reduce, launch_fwd_two_pass},
       {"two_pass_split", BNORM_OP_FORWARD_TRAINING, why_not_split, heuristic_split, space_split,
        ws_reduce, launch_fwd_two_pass},
+      {"nhwc_two_pass", BNORM_OP_FORWARD_TRAINING, why_not_rows_reduce, heuristic_rows, space_rows, ws_reduce,
+       launch_fwd_rows},
       {"normalize", BNORM_OP_FORWARD_INFERENCE, why_not_normalize, heuristic_normalize,
        space_normalize, ws_none, launch_inference},
+      {"nhwc_normalize", BNORM_OP_FORWARD_INFERENCE, why_not_rows_map, heuristic_rows_map, space_rows_map,
+       ws_none, launch_inf_rows},
       {"persistent", BNORM_OP_FORWARD_TRAINING, why_not_persistent, heuristic_persistent,
        space_persistent, ws_persistent, launch_fwd_persistent},
       {"two_pass_block", BNORM_OP_BACKWARD, why_not_block, heuristic_block, space_block, ws_reduce,
@@ -301,6 +393,8 @@ const std::vector<Variant>& registry() {
        launch_bwd_two_pass},
       {"persistent", BNORM_OP_BACKWARD, why_not_persistent, heuristic_persistent, space_persistent,
        ws_persistent, launch_bwd_persistent},
+      {"nhwc_two_pass", BNORM_OP_BACKWARD, why_not_rows_reduce, heuristic_rows, space_rows, ws_reduce,
+       launch_bwd_rows},
   };
   return r;
 }

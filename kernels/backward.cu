@@ -20,7 +20,7 @@ cudaError_t backward_two_pass(const Shape& s, const Policy& p, const Device& d,
     constexpr int kVec = decltype(V)::value;
     const E* dy = static_cast<const E*>(a.dy);
     const E* x = static_cast<const E*>(a.x);
-    BackwardReducer<E> red{dy, x, s.m(), a, 0.0f};
+    BackwardReducer<E> red{dy, x, s.m(), a};
     cudaError_t err = launch_reduce<kThreads, kVec>(red, s, p.splits, ws, stream);
     if (err != cudaSuccess) return err;
     DxOp<E> op{dy, x, static_cast<E*>(a.dx), ws.coef};

@@ -29,12 +29,12 @@ struct BackwardReducer {
   const T* in1;  // x
   int64_t m;
   BackwardArgs args;
-  float mean;
 
-  __device__ __forceinline__ void begin(int64_t c) { mean = args.save_mean[c]; }
+  // The per-channel constant is the saved mean.
+  __device__ __forceinline__ float channel_constant(int64_t c) const { return args.save_mean[c]; }
   __device__ __forceinline__ State empty() const { return GradSums{0.0f, 0.0f}; }
   template <int K>
-  __device__ __forceinline__ void add(State& s, const float (&dy)[K], const float (&x)[K]) const {
+  __device__ __forceinline__ void add(State& s, float mean, const float (&dy)[K], const float (&x)[K]) const {
     // Summing the chunk first, then adding it, makes the per-thread sum pairwise-like.
     float a = 0.0f, b = 0.0f;
 #pragma unroll
@@ -50,7 +50,7 @@ struct BackwardReducer {
   }
   // The channel's coefficients for DxOp; dgamma and dbeta are written only by the one
   // caller per channel that passes write_outputs.
-  __device__ float4 finish(int64_t c, const State& s, bool write_outputs) const {
+  __device__ float4 finish(int64_t c, const State& s, float mean, bool write_outputs) const {
     const float invstd = args.save_invstd[c];
     const float dbeta = s.dy;
     const float dgamma = s.dy_xc * invstd;

@@ -94,11 +94,11 @@ struct ReduceWorkspace {
 
 // Reducer concept:
 //   using State = ...;                               a bundle of floats
-//   __device__ void begin(int64_t c);                 per-channel constants
+//   __device__ float channel_constant(int64_t c) const;   k: a pivot or the saved mean
 //   __device__ State empty() const;
-//   template <int K> __device__ void add(State&, const float (&a)[K], const float (&b)[K]) const;
+//   template <int K> __device__ void add(State&, float k, const float (&a)[K], const float (&b)[K]) const;
 //   __device__ State merge(const State&, const State&) const;
-//   __device__ float4 finish(int64_t c, const State&, bool write_outputs) const;
+//   __device__ float4 finish(int64_t c, const State&, float k, bool write_outputs) const;
 //   const T* in0; const T* in1;                      in1 null when unused (kInputs == 1)
 template <int THREADS, int VEC, int UNROLL, class Reducer, class Index>
 __global__ void __launch_bounds__(THREADS)
@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(THREADS)
   const int64_t c = blockIdx.x;
   const int split = blockIdx.y;
   const int splits = gridDim.y;
-  red.begin(c);
+  const float k = red.channel_constant(c);
 
   State st = red.empty();
   const int64_t stride = static_cast<int64_t>(splits) * THREADS;
@@ -130,14 +130,14 @@ __global__ void __launch_bounds__(THREADS)
         for (int i = 0; i < VEC; ++i) b[u * VEC + i] = t[i];
       }
     }
-    red.template add<kChunk>(st, a, b);
+    red.template add<kChunk>(st, k, a, b);
   }
   for (; v < g.vec_count; v += stride) {
     const int64_t off = Index::template offset<VEC>(g, c, v);
     float a[VEC], b[VEC] = {};
     load_vec<VEC>(red.in0 + off, a);
     if constexpr (Reducer::kInputs == 2) load_vec<VEC>(red.in1 + off, b);
-    red.template add<VEC>(st, a, b);
+    red.template add<VEC>(st, k, a, b);
   }
 
   using BlockReduce = cub::BlockReduce<State, THREADS>;
@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(THREADS)
       BlockReduce(tmp).Reduce(st, [&](const State& x, const State& y) { return red.merge(x, y); });
 
   if (splits == 1) {
-    if (threadIdx.x == 0) ws.coef[c] = red.finish(c, total, true);
+    if (threadIdx.x == 0) ws.coef[c] = red.finish(c, total, k, true);
     return;
   }
 
@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(THREADS)
     State merged = load_partial(partials);
     for (int s = 1; s < splits; ++s) merged = red.merge(merged, load_partial(partials + s));
     ws.tickets[c] = 0u;  // ready for the next launch
-    ws.coef[c] = red.finish(c, merged, true);
+    ws.coef[c] = red.finish(c, merged, k, true);
   }
 }
 

@@ -23,7 +23,8 @@
 
 namespace bnorm::kern {
 
-// Accumulates Welford states of (x - pivot), pivot being the channel's first value.
+// Accumulates Welford states of (x - pivot), pivot being the channel's first value (its
+// per-channel constant k).
 // Shifting is exact in the variance (M2 does not move) and keeps the accumulated
 // means near zero, so fp32 rounding stays relative to the spread of the data rather
 // than to its mean: the error at |mean|/std = 1e4 falls by about that factor.
@@ -33,14 +34,13 @@ struct WelfordReducer {
   static constexpr int kInputs = 1;
   const T* in0;
   const T* in1;  // unused
-  int64_t hw;
+  int64_t channel_stride;  // offset of channel c's first value is c * channel_stride
   ForwardTrainingArgs args;
-  float pivot;
 
-  __device__ __forceinline__ void begin(int64_t c) { pivot = to_float(in0[c * hw]); }
+  __device__ __forceinline__ float channel_constant(int64_t c) const { return to_float(in0[c * channel_stride]); }
   __device__ __forceinline__ State empty() const { return welford_empty<float>(); }
   template <int K>
-  __device__ __forceinline__ void add(State& s, const float (&a)[K], const float (&)[K]) const {
+  __device__ __forceinline__ void add(State& s, float pivot, const float (&a)[K], const float (&)[K]) const {
     float v[K];
 #pragma unroll
     for (int i = 0; i < K; ++i) v[i] = a[i] - pivot;
@@ -51,7 +51,7 @@ struct WelfordReducer {
   }
   // The channel's coefficients for NormalizeOp; the saved and running statistics are
   // written only by the one caller per channel that passes write_outputs.
-  __device__ float4 finish(int64_t c, State s, bool write_outputs) const {
+  __device__ float4 finish(int64_t c, State s, float pivot, bool write_outputs) const {
     const float shifted_mean = s.mean;
     s.mean += pivot;
     const ChannelStats st = finalize_stats<float>(s, args.eps);

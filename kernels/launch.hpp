@@ -123,6 +123,16 @@ cudaError_t forward_training_persistent(const Shape& s, const Policy& p, const F
 cudaError_t backward_persistent(const Shape& s, const Policy& p, const BackwardArgs& a,
                                 const Workspace& ws, cudaStream_t stream);
 
+// Channels-last kernels (nhwc.cu): rows of C channels, shape.hw folded into the rows.
+// Threads across a row's channels for this policy (a power of two up to 32).
+int nhwc_lanes(const Shape& s, const Policy& p);
+cudaError_t nhwc_forward_training(const Shape& s, const Policy& p, const Device& d, const ForwardTrainingArgs& a,
+                                  const Workspace& ws, cudaStream_t stream);
+cudaError_t nhwc_forward_inference(const Shape& s, const Policy& p, const Device& d, const ForwardInferenceArgs& a,
+                                   cudaStream_t stream);
+cudaError_t nhwc_backward(const Shape& s, const Policy& p, const Device& d, const BackwardArgs& a,
+                          const Workspace& ws, cudaStream_t stream);
+
 cudaError_t forward_training_two_pass(const Shape& s, const Policy& p, const Device& d,
                                       const ForwardTrainingArgs& a, const Workspace& ws,
                                       cudaStream_t stream);

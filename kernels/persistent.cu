@@ -64,8 +64,8 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
 
     float a[ITEMS][VEC], b[ITEMS][VEC] = {};
     State st = red.empty();
+    const float kc = active ? red.channel_constant(c) : 0.0f;
     if (active) {
-      red.begin(c);
 #pragma unroll
       for (int k = 0; k < ITEMS; ++k) {
         const int64_t v = first + k * stride;
@@ -78,7 +78,7 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
       }
 #pragma unroll
       for (int k = 0; k < ITEMS; ++k)
-        if (first + k * stride < g.vec_count) red.template add<VEC>(st, a[k], b[k]);
+        if (first + k * stride < g.vec_count) red.template add<VEC>(st, kc, a[k], b[k]);
     }
     const State total = BlockReduce(block_tmp).Reduce(st, merge);
     if (active && threadIdx.x == 0) partials[c * S + s] = total;
@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
         State acc = red.empty();
         for (int i = threadIdx.x; i < S; i += 32) acc = red.merge(acc, load_partial(partials + c * S + i));
         acc = WarpReduce(warp_tmp).Reduce(acc, merge);
-        if (threadIdx.x == 0) coef = red.finish(c, acc, /*write_outputs=*/s == 0);
+        if (threadIdx.x == 0) coef = red.finish(c, acc, kc, /*write_outputs=*/s == 0);
       }
       __syncthreads();
       const float4 k4 = coef;
@@ -205,7 +205,7 @@ cudaError_t forward_training_persistent(const Shape& s, const Policy& p, const F
   return with_persistent_policy(p, s.dtype, [&](auto e, auto T, auto V) {
     using E = decltype(e);
     const E* x = static_cast<const E*>(a.x);
-    WelfordReducer<E> red{x, nullptr, s.hw, a, 0.0f};
+    WelfordReducer<E> red{x, nullptr, s.hw, a};
     NormalizeOp<E> op{x, nullptr, static_cast<E*>(a.y), nullptr};
     return launch_persistent<decltype(T)::value, decltype(V)::value>(red, op, s, p, w, stream);
   });
@@ -217,7 +217,7 @@ cudaError_t backward_persistent(const Shape& s, const Policy& p, const BackwardA
     using E = decltype(e);
     const E* dy = static_cast<const E*>(a.dy);
     const E* x = static_cast<const E*>(a.x);
-    BackwardReducer<E> red{dy, x, s.m(), a, 0.0f};
+    BackwardReducer<E> red{dy, x, s.m(), a};
     DxOp<E> op{dy, x, static_cast<E*>(a.dx), nullptr};
     return launch_persistent<decltype(T)::value, decltype(V)::value>(red, op, s, p, w, stream);
   });

@@ -35,7 +35,7 @@ cudaError_t forward_training_two_pass(const Shape& s, const Policy& p, const Dev
     constexpr int kThreads = decltype(T)::value;
     constexpr int kVec = decltype(V)::value;
     const E* x = static_cast<const E*>(a.x);
-    WelfordReducer<E> red{x, nullptr, s.hw, a, 0.0f};
+    WelfordReducer<E> red{x, nullptr, s.hw, a};
     cudaError_t err = launch_reduce<kThreads, kVec>(red, s, p.splits, ws, stream);
     if (err != cudaSuccess) return err;
     NormalizeOp<E> op{x, nullptr, static_cast<E*>(a.y), ws.coef};

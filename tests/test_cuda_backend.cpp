@@ -108,7 +108,7 @@ struct Shape {
   int64_t n, c, h, w;
 };
 
-using Param = std::tuple<Shape, bnorm_dtype_t>;
+using Param = std::tuple<Shape, bnorm_dtype_t, bnorm_layout_t>;
 
 void PrintTo(const Shape& s, std::ostream* os) { *os << s.n << "x" << s.c << "x" << s.h << "x" << s.w; }
 
@@ -116,14 +116,14 @@ class GpuShapes : public Gpu, public testing::WithParamInterface<Param> {
  protected:
   bnorm_tensor_t desc() const {
     const Shape& s = std::get<0>(GetParam());
-    return nchw(s.n, s.c, s.h, s.w, std::get<1>(GetParam()));
+    return bnorm_tensor_t{s.n, s.c, s.h, s.w, std::get<2>(GetParam()), std::get<1>(GetParam())};
   }
 };
 
 std::string param_name(const testing::TestParamInfo<Param>& i) {
   const Shape& s = std::get<0>(i.param);
   return std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.h) + "x" + std::to_string(s.w) +
-         "_" + dtype_name(std::get<1>(i.param));
+         "_" + dtype_name(std::get<1>(i.param)) + (std::get<2>(i.param) == BNORM_LAYOUT_NCHW ? "_nchw" : "_nhwc");
 }
 
 // Outputs stored in a 16-bit dtype differ from the reference by its rounding (the GPU
@@ -314,7 +314,8 @@ INSTANTIATE_TEST_SUITE_P(Suite, GpuShapes,
                                                           Shape{128, 6, 24, 24}, Shape{128, 16, 8, 8},
                                                           Shape{128, 120, 1, 1}, Shape{8, 64, 28, 28},
                                                           Shape{4, 3, 131, 131}, Shape{2, 2048, 7, 7}),
-                                          testing::Values(BNORM_DTYPE_F32, BNORM_DTYPE_F16, BNORM_DTYPE_BF16)),
+                                          testing::Values(BNORM_DTYPE_F32, BNORM_DTYPE_F16, BNORM_DTYPE_BF16),
+                                          testing::Values(BNORM_LAYOUT_NCHW, BNORM_LAYOUT_NHWC)),
                          param_name);
 
 TEST_F(Gpu, LargeMeanEveryConfig) {

@@ -164,6 +164,31 @@ TEST(Dispatch, SixteenBitTypesLoadEightPerAccess) {
   }
 }
 
+TEST(Dispatch, ChannelsLastAndMatricesTakeTheRowKernels) {
+  const bnorm_handle h = h100();
+  for (bnorm_op_t op : kOps) {
+    auto pr = problem(op, 32, 64, 56, 56);
+    pr.desc.layout = BNORM_LAYOUT_NHWC;
+    bnorm::Choice c;
+    ASSERT_TRUE(bnorm::choose(h, pr, &c).ok());
+    EXPECT_EQ(std::string(c.variant->name).rfind("nhwc_", 0), 0u) << c.variant->name;
+    EXPECT_EQ(c.policy.vec, 4);
+    for (const auto& cfg : bnorm::supported_configs(h, pr))
+      EXPECT_EQ(std::string(cfg.variant->name).rfind("nhwc_", 0), 0u) << bnorm::format_spec(*cfg.variant, cfg.policy);
+    // An (N, C) matrix is both layouts at once; the row kernels read it coalesced.
+    ASSERT_TRUE(bnorm::choose(h, problem(op, 128, 120, 1, 1), &c).ok());
+    EXPECT_EQ(std::string(c.variant->name).rfind("nhwc_", 0), 0u) << c.variant->name;
+    // C = 6 is not a multiple of 4: scalar accesses across the row.
+    pr = problem(op, 128, 6, 24, 24);
+    pr.desc.layout = BNORM_LAYOUT_NHWC;
+    ASSERT_TRUE(bnorm::choose(h, pr, &c).ok());
+    EXPECT_EQ(c.policy.vec, 1);
+  }
+  EXPECT_EQ(bnorm::kern::nhwc_lanes(bnorm::kern::Shape{2, 3, 1}, bnorm::kern::Policy{256, 1, 1}), 4);
+  EXPECT_EQ(bnorm::kern::nhwc_lanes(bnorm::kern::Shape{2, 2048, 1}, bnorm::kern::Policy{256, 4, 1}), 32);
+  EXPECT_EQ(bnorm::kern::nhwc_lanes(bnorm::kern::Shape{2, 64, 1}, bnorm::kern::Policy{256, 4, 1}), 16);
+}
+
 TEST(Dispatch, SpacesRespectVectorRules) {
   const bnorm_handle h = h100();
   for (bnorm_op_t op : kOps) {
