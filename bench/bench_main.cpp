@@ -35,6 +35,7 @@ struct Options {
   std::string cudnn_path;
   bool no_cudnn = false;
   bool print_suite = false;
+  bool probe_cudnn = false;
   std::vector<Shape> shapes = suite();
   std::vector<bnorm_op_t> ops{std::begin(kOps), std::end(kOps)};
   TimingConfig timing;
@@ -166,6 +167,7 @@ void usage() {
                "  --bnorm_device=D                   CUDA device (0)\n"
                "  --cudnn=PATH | --no_cudnn          cuDNN library (else BNORM_CUDNN_PATH, then a search)\n"
                "  --print_suite                      print the shape suite as JSON and exit\n"
+               "  --probe_cudnn                      load cuDNN, say which and whether it runs; exit\n"
                "Without a device, --benchmark_list_tests lists the rows a 132-SM sm_90 GPU would run.\n");
 }
 
@@ -186,6 +188,8 @@ bool parse_options(int argc, char** argv, Options* o) {
       o->no_cudnn = true;
     } else if (a == "--print_suite") {
       o->print_suite = true;
+    } else if (a == "--probe_cudnn") {
+      o->probe_cudnn = true;
     } else if (value("--cudnn", &v)) {
       o->cudnn_path = v;
     } else if (value("--bnorm_shapes", &v)) {
@@ -250,6 +254,25 @@ int run(int argc, char** argv) {
   }
   std::string why;
   const bool gpu = device_available(&why);
+  if (g.opt.probe_cudnn) {  // exit 0 when cuDNN loads (and, with a device, initialises)
+    Cudnn c(g.opt.cudnn_path);
+    if (!c.loaded()) {
+      std::printf("cuDNN: not loaded: %s\n", c.why_not().c_str());
+      return 3;
+    }
+    std::printf("cuDNN: %zu from %s\n", c.version(), c.path().c_str());
+    if (!gpu) {
+      std::printf("cuDNN: not initialised: no CUDA device (%s)\n", why.c_str());
+      return 0;
+    }
+    BNB_CUDA(cudaSetDevice(g.opt.device));
+    if (!c.init(nullptr)) {
+      std::printf("cuDNN: cannot initialise: %s\n", c.why_not().c_str());
+      return 3;
+    }
+    std::printf("cuDNN: initialised\n");
+    return 0;
+  }
   if (!gpu && !listing) {
     std::printf("bnorm-bench: no usable CUDA device (%s): nothing to measure.\n"
                 "  --benchmark_list_tests lists the suite without a device.\n",

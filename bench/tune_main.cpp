@@ -57,6 +57,7 @@ struct Options {
   int rounds = 5;
   bool fresh = false;
   bool list = false;
+  bool check_only = false;
   uint64_t seed = 0;
   TimingConfig timing;
 };
@@ -76,6 +77,9 @@ void usage() {
                "  --target_ms=MS      device time per timing (default 20)\n"
                "  --seed=S            input seed (default: random)\n"
                "  --device=D          CUDA device (0)\n"
+               "  --check_only        only check every configuration (no timing, no cache); exit 3\n"
+               "                      if any is rejected: a correctness sweep, e.g. under\n"
+               "                      compute-sanitizer\n"
                "  --list              print the configurations per shape and op, and exit\n"
                "                      (without a device: those of a stand-in 132-SM sm_90 GPU)\n");
 }
@@ -98,6 +102,8 @@ bool parse_options(int argc, char** argv, Options* o) {
       o->fresh = true;
     } else if (a == "--list") {
       o->list = true;
+    } else if (a == "--check_only") {
+      o->check_only = true;
     } else if (value("--out", &v)) {
       o->out = v;
     } else if (value("--report", &v)) {
@@ -421,6 +427,19 @@ void tune_op(Context& cx, const Problem& p, bnorm_op_t op, Comparer& cmp) {
                   c.errors.dump().c_str());
     }
   }
+  if (cx.opt.check_only) {
+    size_t correct = 0;
+    for (const Candidate& c : cands) correct += c.correct();
+    std::printf("%-18s %-16s %3zu configs, %3zu correct\n", op_name(op), s.name().c_str(), cands.size(),
+                correct);
+    json rep = {{"op", op_name(op)}, {"shape", s.name()}, {"configs", json::array()}};
+    for (const Candidate& c : cands)
+      rep["configs"].push_back({{"spec", c.spec}, {"verdict", c.verdict}, {"errors", c.errors}});
+    cx.report.push_back(rep);
+    BNB_BNORM(bnorm_set_variant(cx.h, op, nullptr));
+    std::fflush(stdout);
+    return;
+  }
   // Then fast, on rotating buffers as bnorm-bench times. Their saved statistics come
   // from the heuristic's forward, not from the last (maybe rejected) candidate.
   BNB_BNORM(bnorm_set_variant(cx.h, op, nullptr));
@@ -555,12 +574,12 @@ int run(int argc, char** argv) {
   BNB_BNORM(bnorm_create(&cx.h, BNORM_BACKEND_CUDA, cx.opt.device));
   BNB_BNORM(bnorm_set_stream(cx.h, cx.stream));
   cx.facts = query_device(cx.opt.device);
-  cx.copy_gbps = copy_bandwidth_gb_per_s(size_t{1} << 30, cx.stream);
+  if (!cx.opt.check_only) cx.copy_gbps = copy_bandwidth_gb_per_s(size_t{1} << 30, cx.stream);
   std::printf("bnorm-tune: %s (cc %d.%d, %d SMs), copy bandwidth %.1f GB/s, seed %llu, rtol %g\n",
               cx.facts.name.c_str(), cx.facts.cc_major, cx.facts.cc_minor, cx.facts.sm_count,
               cx.copy_gbps, static_cast<unsigned long long>(cx.opt.seed), cx.opt.rtol);
 
-  if (!cx.opt.fresh && access(cx.opt.out.c_str(), F_OK) == 0) {
+  if (!cx.opt.check_only && !cx.opt.fresh && access(cx.opt.out.c_str(), F_OK) == 0) {
     const bnorm::Status s = tuning::read_file(cx.opt.out, &cx.cache);
     if (!s.ok()) {
       std::fprintf(stderr, "bnorm-tune: starting a new cache: %s\n", s.message.c_str());
@@ -597,11 +616,15 @@ int run(int argc, char** argv) {
     cx.rot.release();  // the next shape's buffers may be large
   }
   write_report(cx);
-  std::printf("bnorm-tune: %zu entries in %s; %d configuration(s) rejected%s\n", cx.cache.entries.size(),
-              cx.opt.out.c_str(), cx.rejected, cx.rejected ? " (see above: a library bug)" : "");
+  if (cx.opt.check_only)
+    std::printf("bnorm-tune: checked; %d configuration(s) rejected%s\n", cx.rejected,
+                cx.rejected ? " (see above: a library bug)" : "");
+  else
+    std::printf("bnorm-tune: %zu entries in %s; %d configuration(s) rejected%s\n", cx.cache.entries.size(),
+                cx.opt.out.c_str(), cx.rejected, cx.rejected ? " (see above: a library bug)" : "");
   bnorm_destroy(cx.h);
   cudaStreamDestroy(cx.stream);
-  return 0;
+  return cx.opt.check_only && cx.rejected ? 3 : 0;
 }
 
 }  // namespace

@@ -41,12 +41,11 @@ void RotatingBuffers::prepare(const Shape& s, size_t l2_bytes, bnorm_handle_t h,
   cstride_ = round_up(static_cast<size_t>(s.c), 64);
   chan_.reset(8 * cstride_ * sizeof(float));
 
-  const int64_t hw = s.h * s.w;
-  for (int64_t k = 0; k < sets_; ++k) {
-    fill_channels(const_cast<float*>(x(k)), s.numel(), s.c, hw, 0x5EED0000ull + k, st);
-    fill_channels(const_cast<float*>(dy(k)), s.numel(), s.c, hw, 0xD0D0000ull + k, st);
-    fill_uniform(y(k), s.numel(), 0x0u + k, -1.0f, 1.0f, st);
-  }
+  // One launch per slab: a tiny shape has hundreds of thousands of sets.
+  const int64_t hw = s.h * s.w, stride_floats = static_cast<int64_t>(stride_ / sizeof(float));
+  fill_channels_sets(x_.f(), sets_, stride_floats, s.numel(), s.c, hw, 0x5EED0000ull, st);
+  fill_channels_sets(dy_.f(), sets_, stride_floats, s.numel(), s.c, hw, 0xD0D00000ull, st);
+  fill_uniform(out_.f(), sets_ * stride_floats, 0x0u, -1.0f, 1.0f, st);
   fill_uniform(const_cast<float*>(gamma()), s.c, 11, 0.5f, 1.5f, st);
   fill_uniform(const_cast<float*>(beta()), s.c, 12, -0.5f, 0.5f, st);
   fill_uniform(running_mean(), s.c, 13, -0.5f, 0.5f, st);

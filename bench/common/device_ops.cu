@@ -31,13 +31,17 @@ __device__ inline float normal(uint64_t seed, uint64_t i) {
   return sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
 }
 
-__global__ void fill_channels_kernel(float* x, int64_t numel, int64_t c, int64_t hw, uint64_t seed) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < numel;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t ch = (i / hw) % c;
-    const float mean = normal(seed ^ 0xC0FFEEull, static_cast<uint64_t>(ch));
-    const float sd = 0.5f + 1.5f * unit(splitmix64(seed ^ 0xBEEFull ^ splitmix64(ch)));
-    x[i] = mean + sd * normal(seed, static_cast<uint64_t>(i));
+// Slab of sets tensors, stride floats apart; a lone tensor is one set with stride numel.
+__global__ void fill_channels_kernel(float* x, int64_t total, int64_t stride, int64_t numel, int64_t c,
+                                     int64_t hw, uint64_t seed) {
+  for (int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; j < total;
+       j += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t set = j / stride, i = j % stride;
+    const uint64_t sd_seed = seed + static_cast<uint64_t>(set);
+    const int64_t ch = i < numel ? (i / hw) % c : 0;
+    const float mean = normal(sd_seed ^ 0xC0FFEEull, static_cast<uint64_t>(ch));
+    const float sd = 0.5f + 1.5f * unit(splitmix64(sd_seed ^ 0xBEEFull ^ splitmix64(ch)));
+    x[j] = mean + sd * normal(sd_seed, static_cast<uint64_t>(i));
   }
 }
 
@@ -101,7 +105,13 @@ unsigned grid_for(int64_t n) {
 }  // namespace
 
 void fill_channels(float* x, int64_t numel, int64_t c, int64_t hw, uint64_t seed, cudaStream_t s) {
-  fill_channels_kernel<<<grid_for(numel), kThreads, 0, s>>>(x, numel, c, hw, seed);
+  fill_channels_sets(x, 1, numel, numel, c, hw, seed, s);
+}
+
+void fill_channels_sets(float* x, int64_t sets, int64_t stride, int64_t numel, int64_t c, int64_t hw,
+                        uint64_t seed, cudaStream_t s) {
+  const int64_t total = sets * stride;
+  fill_channels_kernel<<<grid_for(total), kThreads, 0, s>>>(x, total, stride, numel, c, hw, seed);
   BNB_CUDA(cudaGetLastError());
 }
 

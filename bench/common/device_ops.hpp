@@ -14,6 +14,11 @@ namespace bnorm_bench {
 // same seed gives the same tensor.
 void fill_channels(float* x, int64_t numel, int64_t c, int64_t hw, uint64_t seed, cudaStream_t s);
 
+// The same for sets tensors laid out stride floats apart (the padding gets values too),
+// in one launch whatever the number of sets: set k is drawn with seed + k.
+void fill_channels_sets(float* x, int64_t sets, int64_t stride, int64_t numel, int64_t c, int64_t hw,
+                        uint64_t seed, cudaStream_t s);
+
 // x[i] ~ U(lo, hi).
 void fill_uniform(float* x, int64_t n, uint64_t seed, float lo, float hi, cudaStream_t s);
 
