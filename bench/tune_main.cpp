@@ -420,7 +420,11 @@ void tune_op(Context& cx, const Problem& p, bnorm_op_t op, Comparer& cmp) {
   // Correct first.
   for (Candidate& c : cands) {
     BNB_BNORM(bnorm_set_variant(cx.h, op, c.spec.c_str()));
-    check(cx.h, op, p, cmp, cx.opt.rtol, cx.stream, &c);
+    try {
+      check(cx.h, op, p, cmp, cx.opt.rtol, cx.stream, &c);
+    } catch (const Error& e) {  // a CUDA error here (a kernel fault) ends the run: name the culprit
+      throw Error(std::string(op_name(op)) + " " + s.name() + " " + c.spec + ": " + e.what());
+    }
     if (!c.correct()) {
       ++cx.rejected;
       std::printf("  REJECTED %-32s %s: %s %s\n", c.spec.c_str(), c.verdict.c_str(), c.detail.c_str(),
