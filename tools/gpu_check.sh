@@ -191,7 +191,7 @@ print("\n".join(seen))')
     cmds+=("$b${BNORM_SANITIZE_FILTER:+ --gtest_filter=$BNORM_SANITIZE_FILTER}")
   done <<<"$bins"
   names+=("bnorm-tune")
-  cmds+=("$B/bench/bnorm-tune --check_only --shapes=${BNORM_SANITIZE_SHAPES:-3x5x7x9,2x1x1x1,128x6x24x24,128x84,65536x3x1x1,4x64x9x9}")
+  cmds+=("$B/bench/bnorm-tune --check_only --shapes=${BNORM_SANITIZE_SHAPES:-3x5x7x9,2x1x1x1,16x6x8x8,128x84,4096x3x1x1,2x4096x1x1}")
   local n=$((${#cmds[@]} * 4)) per
   per=$((t / n))
   ((per < 20)) && per=20
