@@ -11,7 +11,7 @@
 #             configurations of a few small shapes)                     -> $OUT/sanitize.log
 #   tune      bnorm-tune over the suite                                 -> $OUT/tune.log,
 #             $OUT/bnorm_tuning.json (the cache), $OUT/tune_report.json
-#   bench     bnorm-bench (bnorm + cuDNN) shape by shape, then bench/peers/pytorch_bn.py,
+#   bench     bnorm-bench (bnorm + cuDNN), a few shapes per run, then bench/peers/pytorch_bn.py,
 #             merged into bench/results/<date>-<gpu>.json with its PNG  -> $OUT/bench.log,
 #             $OUT/<date>-<gpu>.json, $OUT/<date>-<gpu>.png
 #   all       all four (may not fit one 10-minute call: later phases get what is left)
@@ -28,7 +28,8 @@
 # Environment: OUT (default ./out), PYTHON (python3), BNORM_CHECK_BUDGET,
 # BNORM_CHECK_WORK (scratch, default /tmp/bnorm-check), BNORM_CTEST_JOBS (4),
 # BNORM_SANITIZE_FILTER (a gtest filter for the sanitizer runs), BNORM_SANITIZE_SHAPES,
-# BNORM_TUNE_ARGS, BNORM_BENCH_ARGS (extra arguments), BNORM_CUDNN_PATH.
+# BNORM_TUNE_ARGS, BNORM_BENCH_ARGS (extra arguments), BNORM_BENCH_CHUNK (shapes per
+# bnorm-bench run, 3), BNORM_CUDNN_PATH.
 # Without a GPU (nvidia-smi absent) the GPU steps are skipped; for testing the script
 # here, BNORM_CHECK_BENCH_JSON / BNORM_CHECK_PYTORCH_JSON stand in for the outputs of
 # bnorm-bench and pytorch_bn.py.
@@ -238,6 +239,8 @@ phase_tune() {
     bad "tune: timed out after $t s; the cache keeps the entries done ($(grep -c winner "$log") winners)"
   elif ((rc != 0)); then
     bad "tune: exit $rc (tune.log)"
+  elif [[ -z $last ]]; then
+    bad "tune: no cache written: $(tail -1 "$log")"
   elif grep -q 'REJECTED' "$log"; then
     bad "tune: ${last#bnorm-tune: }"
   else
@@ -265,29 +268,44 @@ phase_bench() {
       export BNORM_TUNING_CACHE=$OUT/bnorm_tuning.json
       echo "default rows use the tuning cache $BNORM_TUNING_CACHE" >>"$log"
     fi
-    # Shape by shape: a run cut short keeps the shapes done. PyTorch gets the last 90 s.
-    local shapes s i=0 done_n=0 rc
+    # A few shapes per run (BNORM_BENCH_CHUNK, 3): a run cut short loses only its own
+    # shapes, and start-up (copy bandwidth, cuDNN's libraries) is paid a few times only.
+    # PyTorch gets the last 90 s.
+    local shapes chunks=() chunk="" n_in=0 i=0 done_n=0 rc s
     mapfile -t shapes < <("$PY" -c 'import json,sys; [print("%dx%dx%dx%d" % (s["n"], s["c"], s["h"], s["w"])) for s in json.load(open(sys.argv[1]))]' "$W/suite.json")
-    say "bench: ${#shapes[@]} shapes ($t s, PyTorch included)"
     for s in "${shapes[@]}"; do
+      chunk+=${chunk:+,}$s
+      n_in=$((n_in + 1))
+      if ((n_in == ${BNORM_BENCH_CHUNK:-3})); then
+        chunks+=("$chunk")
+        chunk=""
+        n_in=0
+      fi
+    done
+    [[ -n $chunk ]] && chunks+=("$chunk")
+    say "bench: ${#shapes[@]} shapes in ${#chunks[@]} runs ($t s, PyTorch included)"
+    for chunk in "${chunks[@]}"; do
       local rest=$((t - (SECONDS - t0) - 90))
       if ((rest < 10)); then
-        bad "bench: out of time after $done_n of ${#shapes[@]} shapes (run bench alone)"
+        bad "bench: out of time after $done_n of ${#chunks[@]} runs (run bench alone)"
         break
       fi
       local out_json
       out_json=$(printf '%s/bench-%03d.json' "$W" "$i")
       # shellcheck disable=SC2086
-      timeout "$rest" "$bench" --bnorm_shapes="$s" --benchmark_out="$out_json" \
+      timeout "$rest" "$bench" --bnorm_shapes="$chunk" --benchmark_out="$out_json" \
         --benchmark_out_format=json ${BNORM_BENCH_ARGS:-} >>"$log" 2>&1
       rc=$?
       if ((rc == 0)) && [[ -s $out_json ]]; then
         jsons+=("$out_json")
         done_n=$((done_n + 1))
+      elif ((rc == 0)); then
+        bad "bench: bnorm-bench on $chunk wrote no results: $(tail -1 "$log")"
       else
-        bad "bench: bnorm-bench on $s: exit $rc (bench.log)"
+        bad "bench: bnorm-bench on $chunk: exit $rc (bench.log)"
       fi
       i=$((i + 1))
+      say "bench: $done_n of ${#chunks[@]} runs done"
     done
     ((${#jsons[@]})) || { bad "bench: no results"; return; }
     local bw
