@@ -413,3 +413,9 @@ bnorm_status_t bnorm_list_variants(bnorm_handle_t h, bnorm_op_t op, const bnorm_
 }
 
 }  // extern "C"
+
+namespace bnorm {
+
+bnorm_status_t report_status(const Status& s) { return report(s); }
+
+}  // namespace bnorm

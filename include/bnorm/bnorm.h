@@ -165,6 +165,37 @@ BNORM_API bnorm_status_t bnorm_list_variants(bnorm_handle_t handle, bnorm_op_t o
                                              char* buf, size_t buf_len, int* count,
                                              size_t* needed);
 
+/* ---- Tuning cache: measured choices per GPU and shape ---------------------------
+ *
+ * bnorm-tune measures every configuration of bnorm_list_variants on a GPU and writes
+ * the fastest correct one (plus two runners-up) per (GPU name, compute capability, SM
+ * count, op, dtype, layout, N, C, H, W, 16-byte alignment) to a JSON file. Dispatch
+ * consults the loaded file after an override and before the heuristic:
+ *   1. the entry of the exact key: its winner, else the first runner-up whose variant
+ *      supports the call (BNORM_CHOICE_CACHE);
+ *   2. the entry of the nearest shape of the same GPU, op, dtype and layout, by log
+ *      distance on N*H*W and C, both within 4x (BNORM_CHOICE_NEAREST);
+ *   3. the heuristic.
+ * The cache is process-wide and shared by all handles. Unless bnorm_tuning_load or
+ * bnorm_tuning_clear was called first, the file named by the environment variable
+ * BNORM_TUNING_CACHE is loaded when a CUDA call first dispatches. A file that is
+ * missing, corrupt, of another format version, written by another major.minor version
+ * of bnorm, or without an entry for the GPU in use gives one warning on stderr
+ * ("bnorm: warning: ...") and dispatch uses the heuristic; it never fails a call.
+ * Both functions are thread-safe and may be called at any time: a call dispatching
+ * on another thread sees the old cache or the new one. */
+
+/* Replaces the process-wide tuning cache with the file at path (then
+ * BNORM_TUNING_CACHE is no longer read). If the file cannot be used the cache is left
+ * empty (the heuristic), one warning is printed, and BNORM_STATUS_INVALID_VALUE is
+ * returned with the reason in bnorm_last_error(). A NULL or empty path is rejected and
+ * changes nothing. */
+BNORM_API bnorm_status_t bnorm_tuning_load(const char* path);
+
+/* Empties the process-wide tuning cache: dispatch uses the heuristic, and
+ * BNORM_TUNING_CACHE is no longer read. */
+BNORM_API bnorm_status_t bnorm_tuning_clear(void);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
