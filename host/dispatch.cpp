@@ -113,17 +113,21 @@ cudaError_t launch_bwd_two_pass(const Problem& pr, const Policy& p, const Device
 
 // ---- single-pass persistent (forward training, backward) --------------------------
 
-bool is_backward(const Problem& pr) { return pr.op == BNORM_OP_BACKWARD; }
+// Tensors the persistent tile holds: x; dy and x; dy, x and y behind a fused ReLU.
+int held_inputs(const Problem& pr) {
+  if (pr.op != BNORM_OP_BACKWARD) return 1;
+  return pr.relu ? 3 : 2;
+}
 
 // Co-resident CTAs: the device's real occupancy, or the launch bounds' promise (two per
 // SM) when no device is present to ask (dispatch tests on a CPU machine).
 int resident_ctas(const Problem& pr, const Policy& p, const Device& d) {
-  const int r = kern::persistent_resident_ctas(p, pr.shape.dtype, is_backward(pr));
+  const int r = kern::persistent_resident_ctas(p, pr.shape.dtype, held_inputs(pr));
   return r > 0 ? r : 2 * d.sm_count;
 }
 
 int64_t persistent_min_splits(const Problem& pr, const Policy& p) {
-  const int64_t per_cta = kern::persistent_vectors_per_cta(p, is_backward(pr));
+  const int64_t per_cta = kern::persistent_vectors_per_cta(p, held_inputs(pr));
   return (pr.shape.m() / p.vec + per_cta - 1) / per_cta;
 }
 
@@ -132,7 +136,7 @@ std::string why_not_persistent(const Problem& pr, const Policy& p, const Device&
   if (!r.empty()) return r;
   if (p.threads != 256 && p.threads != 512) return "persistent runs 256 or 512 threads per CTA";
   kern::PersistentPlan plan;
-  if (!kern::persistent_plan(pr.shape, p, resident_ctas(pr, p, d), is_backward(pr), &plan)) {
+  if (!kern::persistent_plan(pr.shape, p, resident_ctas(pr, p, d), held_inputs(pr), &plan)) {
     std::ostringstream m;
     m << "persistent needs " << persistent_min_splits(pr, p) << " to " << resident_ctas(pr, p, d)
       << " CTAs per channel with t" << p.threads << " v" << p.vec << " (got s" << p.splits << ")";

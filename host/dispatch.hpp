@@ -20,6 +20,8 @@ struct Problem {
   bnorm_tensor_t desc{};
   kern::Shape shape;       // NCHW view: n, c, hw
   bool aligned16 = false;  // every tensor pointer of the call is 16-byte aligned
+  bool relu = false;       // fused ReLU (its backward holds y as a third input)
+  bool add = false;        // fused add of z (forward)
 };
 
 // The tensors and scalars of a call; the member for the call's op is used.

@@ -18,13 +18,15 @@ cudaError_t backward_two_pass(const Shape& s, const Policy& p, const Device& d,
     using E = decltype(e);
     constexpr int kThreads = decltype(T)::value;
     constexpr int kVec = decltype(V)::value;
-    const E* dy = static_cast<const E*>(a.dy);
-    const E* x = static_cast<const E*>(a.x);
-    BackwardReducer<E> red{dy, x, s.m(), a};
-    cudaError_t err = launch_reduce<kThreads, kVec>(red, s, p.splits, ws, stream);
-    if (err != cudaSuccess) return err;
-    DxOp<E> op{dy, x, static_cast<E*>(a.dx), ws.coef};
-    return launch_map<kThreads, kVec>(op, s, d, stream);
+    const E* in[3] = {static_cast<const E*>(a.dy), static_cast<const E*>(a.x), static_cast<const E*>(a.y)};
+    return with_relu(a.relu, [&](auto R) {
+      constexpr bool kRelu = decltype(R)::value;
+      BackwardReducer<E, kRelu> red{{in[0], in[1], in[2]}, s.m(), a};
+      cudaError_t err = launch_reduce<kThreads, kVec>(red, s, p.splits, ws, stream);
+      if (err != cudaSuccess) return err;
+      DxOp<E, kRelu> op{{in[0], in[1], in[2]}, {static_cast<E*>(a.dx), static_cast<E*>(a.dz)}, ws.coef};
+      return launch_map<kThreads, kVec>(op, s, d, stream);
+    });
   });
 }
 

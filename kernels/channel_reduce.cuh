@@ -94,12 +94,13 @@ struct ReduceWorkspace {
 
 // Reducer concept:
 //   using State = ...;                               a bundle of floats
+//   static constexpr int kInputs;                    1 to 3 tensors, in[0..kInputs)
+//   const T* in[3];
 //   __device__ float channel_constant(int64_t c) const;   k: a pivot or the saved mean
 //   __device__ State empty() const;
-//   template <int K> __device__ void add(State&, float k, const float (&a)[K], const float (&b)[K]) const;
+//   template <int K> __device__ void add(State&, float k, const float (&v)[3][K]) const;
 //   __device__ State merge(const State&, const State&) const;
 //   __device__ float4 finish(int64_t c, const State&, float k, bool write_outputs) const;
-//   const T* in0; const T* in1;                      in1 null when unused (kInputs == 1)
 template <int THREADS, int VEC, int UNROLL, class Reducer, class Index>
 __global__ void __launch_bounds__(THREADS)
     channel_reduce_kernel(Reducer red, ChannelGeometry g, ReduceWorkspace ws) {
@@ -114,30 +115,28 @@ __global__ void __launch_bounds__(THREADS)
   const int64_t stride = static_cast<int64_t>(splits) * THREADS;
   int64_t v = static_cast<int64_t>(split) * THREADS + threadIdx.x;
 
-  // Main loop: UNROLL independent loads in flight per thread before any arithmetic.
+  // Main loop: UNROLL independent loads per input in flight before any arithmetic.
   for (; v + (UNROLL - 1) * stride < g.vec_count; v += UNROLL * stride) {
-    float a[kChunk], b[kChunk] = {};
+    float in[3][kChunk] = {};
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) {
       const int64_t off = Index::template offset<VEC>(g, c, v + u * stride);
-      float t[VEC];
-      load_vec<VEC>(red.in0 + off, t);
 #pragma unroll
-      for (int i = 0; i < VEC; ++i) a[u * VEC + i] = t[i];
-      if constexpr (Reducer::kInputs == 2) {
-        load_vec<VEC>(red.in1 + off, t);
+      for (int j = 0; j < Reducer::kInputs; ++j) {
+        float t[VEC];
+        load_vec<VEC>(red.in[j] + off, t);
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) b[u * VEC + i] = t[i];
+        for (int i = 0; i < VEC; ++i) in[j][u * VEC + i] = t[i];
       }
     }
-    red.template add<kChunk>(st, k, a, b);
+    red.template add<kChunk>(st, k, in);
   }
   for (; v < g.vec_count; v += stride) {
     const int64_t off = Index::template offset<VEC>(g, c, v);
-    float a[VEC], b[VEC] = {};
-    load_vec<VEC>(red.in0 + off, a);
-    if constexpr (Reducer::kInputs == 2) load_vec<VEC>(red.in1 + off, b);
-    red.template add<VEC>(st, k, a, b);
+    float in[3][VEC] = {};
+#pragma unroll
+    for (int j = 0; j < Reducer::kInputs; ++j) load_vec<VEC>(red.in[j] + off, in[j]);
+    red.template add<VEC>(st, k, in);
   }
 
   using BlockReduce = cub::BlockReduce<State, THREADS>;

@@ -52,6 +52,8 @@ struct ForwardTrainingArgs {
   float* running_var;
   float* save_mean;  // may be null
   float* save_invstd;
+  const void* z;  // fused: y = act(bn(x) + z); null for no add
+  bool relu;      // fused ReLU
 };
 
 struct ForwardInferenceArgs {
@@ -62,6 +64,8 @@ struct ForwardInferenceArgs {
   const float* running_mean;
   const float* running_var;
   float eps;
+  const void* z;  // fused add; null for none
+  bool relu;      // fused ReLU
 };
 
 struct BackwardArgs {
@@ -73,6 +77,9 @@ struct BackwardArgs {
   void* dx;
   float* dgamma;  // may be null
   float* dbeta;   // may be null
+  const void* y;  // the fused forward's output (the ReLU mask); needed when relu
+  void* dz;       // the fused add's gradient; null when not wanted
+  bool relu;
 };
 
 // Device memory owned by the handle, in two parts that no call may confuse:
@@ -107,14 +114,16 @@ struct PersistentPlan {
   int grid = 1;
 };
 
+// `inputs` is the number of tensors the persistent tile holds: 1 for forward (x), 2 for
+// backward (dy, x), 3 for backward through a fused ReLU (dy, x, y).
 // CTAs of the persistent kernel for this policy that fit on the current device at once
 // (0 without a device or for a policy with no kernel).
-int persistent_resident_ctas(const Policy& p, DType t, bool backward);
-// Vectors of one input a CTA holds on chip.
-int persistent_vectors_per_cta(const Policy& p, bool backward);
+int persistent_resident_ctas(const Policy& p, DType t, int inputs);
+// Vectors of each input a CTA holds on chip.
+int persistent_vectors_per_cta(const Policy& p, int inputs);
 // The schedule for policy p (p.splits CTAs per channel), or false when a channel does not
 // fit in p.splits CTAs or p.splits CTAs do not fit on the device.
-bool persistent_plan(const Shape& s, const Policy& p, int resident, bool backward, PersistentPlan* out);
+bool persistent_plan(const Shape& s, const Policy& p, int resident, int inputs, PersistentPlan* out);
 // Bytes of scratch (no tickets).
 size_t persistent_workspace_bytes(const Shape& s, const Policy& p);
 

@@ -35,6 +35,21 @@ cudaError_t with_dtype(DType t, F&& f) {
   return cudaErrorInvalidValue;
 }
 
+template <bool V>
+using Bool = std::integral_constant<bool, V>;
+
+// Calls f(Bool<RELU>, Bool<ADD>) for a fused epilogue.
+template <class F>
+cudaError_t with_fusion(bool relu, bool add, F&& f) {
+  if (relu) return add ? f(Bool<true>{}, Bool<true>{}) : f(Bool<true>{}, Bool<false>{});
+  return add ? f(Bool<false>{}, Bool<true>{}) : f(Bool<false>{}, Bool<false>{});
+}
+
+template <class F>
+cudaError_t with_relu(bool relu, F&& f) {
+  return relu ? f(Bool<true>{}) : f(Bool<false>{});
+}
+
 template <class F>
 cudaError_t with_policy(const Policy& p, DType t, F&& f) {
   return with_dtype(t, [&](auto e) -> cudaError_t {

@@ -54,31 +54,30 @@ __global__ void __launch_bounds__(THREADS)
     const int64_t stride = static_cast<int64_t>(splits) * ty_count;
     int64_t r = static_cast<int64_t>(split) * ty_count + ty;
     for (; r + (U - 1) * stride < g.rows; r += U * stride) {
-      float a[U][VEC], b[U][VEC] = {};
+      float in[3][U][VEC] = {};
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        load_vec<VEC>(red.in0 + (r + u * stride) * g.c + c0, a[u]);
-        if constexpr (Reducer::kInputs == 2) load_vec<VEC>(red.in1 + (r + u * stride) * g.c + c0, b[u]);
-      }
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int j = 0; j < Reducer::kInputs; ++j) load_vec<VEC>(red.in[j] + (r + u * stride) * g.c + c0, in[j][u]);
+      // Each channel's U values form a chunk of its column.
 #pragma unroll
       for (int i = 0; i < VEC; ++i) {
-        float ca[U], cb[U];
+        float col[3][U];
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-          ca[u] = a[u][i];
-          cb[u] = b[u][i];
-        }
-        red.template add<U>(st[i], k[i], ca, cb);
+        for (int j = 0; j < 3; ++j)
+#pragma unroll
+          for (int u = 0; u < U; ++u) col[j][u] = in[j][u][i];
+        red.template add<U>(st[i], k[i], col);
       }
     }
     for (; r < g.rows; r += stride) {
-      float a[VEC], b[VEC] = {};
-      load_vec<VEC>(red.in0 + r * g.c + c0, a);
-      if constexpr (Reducer::kInputs == 2) load_vec<VEC>(red.in1 + r * g.c + c0, b);
+      float in[3][VEC] = {};
+#pragma unroll
+      for (int j = 0; j < Reducer::kInputs; ++j) load_vec<VEC>(red.in[j] + r * g.c + c0, in[j]);
 #pragma unroll
       for (int i = 0; i < VEC; ++i) {
-        const float ca[1] = {a[i]}, cb[1] = {b[i]};
-        red.template add<1>(st[i], k[i], ca, cb);
+        const float col[3][1] = {{in[0][i]}, {in[1][i]}, {in[2][i]}};
+        red.template add<1>(st[i], k[i], col);
       }
     }
   }
@@ -142,28 +141,37 @@ __global__ void __launch_bounds__(THREADS) rows_map_kernel(Op op, RowsGeometry g
 
   const int64_t stride = static_cast<int64_t>(gridDim.y) * ty_count;
   int64_t r = static_cast<int64_t>(blockIdx.y) * ty_count + ty;
-  for (; r + (U - 1) * stride < g.rows; r += U * stride) {
-    float a[U][VEC], b[U][VEC] = {};
+  // Each element has its own channel here, so apply_vec's one-coefficient form does not
+  // fit: the loop applies k[i] to element i.
+  auto apply_row = [&](const float (&in)[3][VEC], float (&out)[2][VEC]) {
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      load_stream<VEC>(op.in0 + (r + u * stride) * g.c + c0, a[u]);
-      if constexpr (Op::kInputs == 2) load_stream<VEC>(op.in1 + (r + u * stride) * g.c + c0, b[u]);
+    for (int i = 0; i < VEC; ++i) {
+      const float v[3] = {in[0][i], in[1][i], in[2][i]};
+      float o[2] = {0.0f, 0.0f};
+      op.apply(v, k[i], o);
+      out[0][i] = o[0];
+      out[1][i] = o[1];
     }
+  };
+  for (; r + (U - 1) * stride < g.rows; r += U * stride) {
+    float in[U][3][VEC] = {};
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int j = 0; j < Op::kInputs; ++j) load_stream<VEC>(op.in[j] + (r + u * stride) * g.c + c0, in[u][j]);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      float out[VEC];
-#pragma unroll
-      for (int i = 0; i < VEC; ++i) out[i] = op.apply(a[u][i], b[u][i], k[i]);
-      store_stream<VEC>(op.out + (r + u * stride) * g.c + c0, out);
+      float out[2][VEC];
+      apply_row(in[u], out);
+      store_outputs<Op, VEC>(op, (r + u * stride) * g.c + c0, out);
     }
   }
   for (; r < g.rows; r += stride) {
-    float a[VEC], b[VEC] = {}, out[VEC];
-    load_stream<VEC>(op.in0 + r * g.c + c0, a);
-    if constexpr (Op::kInputs == 2) load_stream<VEC>(op.in1 + r * g.c + c0, b);
+    float in[3][VEC] = {}, out[2][VEC];
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) out[i] = op.apply(a[i], b[i], k[i]);
-    store_stream<VEC>(op.out + r * g.c + c0, out);
+    for (int j = 0; j < Op::kInputs; ++j) load_stream<VEC>(op.in[j] + r * g.c + c0, in[j]);
+    apply_row(in, out);
+    store_outputs<Op, VEC>(op, r * g.c + c0, out);
   }
 }
 
@@ -222,11 +230,14 @@ cudaError_t nhwc_forward_training(const Shape& s, const Policy& p, const Device&
     constexpr int kT = decltype(T)::value, kV = decltype(V)::value;
     const E* x = static_cast<const E*>(a.x);
     // Row 0 holds every channel's first value: the pivot of channel c is x[c].
-    WelfordReducer<E> red{x, nullptr, 1, a};
+    WelfordReducer<E> red{{x}, 1, a};
     cudaError_t err = launch_rows_reduce<kT, kV>(red, s, p, ws, stream);
     if (err != cudaSuccess) return err;
-    NormalizeOp<E> op{x, nullptr, static_cast<E*>(a.y), ws.coef};
-    return launch_rows_map<kT, kV>(op, s, p, d, stream);
+    return with_fusion(a.relu, a.z != nullptr, [&](auto R, auto A) {
+      NormalizeOp<E, decltype(R)::value, decltype(A)::value> op{
+          {x, static_cast<const E*>(a.z)}, {static_cast<E*>(a.y)}, ws.coef};
+      return launch_rows_map<kT, kV>(op, s, p, d, stream);
+    });
   });
 }
 
@@ -234,9 +245,12 @@ cudaError_t nhwc_forward_inference(const Shape& s, const Policy& p, const Device
                                    cudaStream_t stream) {
   return with_policy(p, s.dtype, [&](auto e, auto T, auto V) {
     using E = decltype(e);
-    InferenceOp<E> op{static_cast<const E*>(a.x), nullptr, static_cast<E*>(a.y), a.gamma, a.beta,
-                      a.running_mean, a.running_var, a.eps};
-    return launch_rows_map<decltype(T)::value, decltype(V)::value>(op, s, p, d, stream);
+    return with_fusion(a.relu, a.z != nullptr, [&](auto R, auto A) {
+      InferenceOp<E, decltype(R)::value, decltype(A)::value> op{
+          {static_cast<const E*>(a.x), static_cast<const E*>(a.z)}, {static_cast<E*>(a.y)}, a.gamma, a.beta,
+          a.running_mean, a.running_var, a.eps};
+      return launch_rows_map<decltype(T)::value, decltype(V)::value>(op, s, p, d, stream);
+    });
   });
 }
 
@@ -246,13 +260,15 @@ cudaError_t nhwc_backward(const Shape& s, const Policy& p, const Device& d, cons
   return with_policy(p, s.dtype, [&](auto e, auto T, auto V) {
     using E = decltype(e);
     constexpr int kT = decltype(T)::value, kV = decltype(V)::value;
-    const E* dy = static_cast<const E*>(a.dy);
-    const E* x = static_cast<const E*>(a.x);
-    BackwardReducer<E> red{dy, x, s.m(), a};
-    cudaError_t err = launch_rows_reduce<kT, kV>(red, s, p, ws, stream);
-    if (err != cudaSuccess) return err;
-    DxOp<E> op{dy, x, static_cast<E*>(a.dx), ws.coef};
-    return launch_rows_map<kT, kV>(op, s, p, d, stream);
+    const E* in[3] = {static_cast<const E*>(a.dy), static_cast<const E*>(a.x), static_cast<const E*>(a.y)};
+    return with_relu(a.relu, [&](auto R) {
+      constexpr bool kRelu = decltype(R)::value;
+      BackwardReducer<E, kRelu> red{{in[0], in[1], in[2]}, s.m(), a};
+      cudaError_t err = launch_rows_reduce<kT, kV>(red, s, p, ws, stream);
+      if (err != cudaSuccess) return err;
+      DxOp<E, kRelu> op{{in[0], in[1], in[2]}, {static_cast<E*>(a.dx), static_cast<E*>(a.dz)}, ws.coef};
+      return launch_rows_map<kT, kV>(op, s, p, d, stream);
+    });
   });
 }
 

@@ -16,8 +16,9 @@
 // barrier per round. A channel larger than the whole chip's register budget falls back
 // to the two-pass variants (why_not says so).
 //
-// Register budget: kElems values per thread per input, two CTAs per SM (launch bounds),
-// so a 512-thread CTA holds 64 KB of x and the H100's 132 SMs about 17 MB per round.
+// Register budget: 32 values per thread at 512 threads (64 at 256), shared by the inputs
+// held (x; dy and x; dy, x and y for a fused ReLU), two CTAs per SM (launch bounds): a
+// 512-thread CTA holds 64 KB of x and the H100's 132 SMs about 17 MB per round.
 
 #include <cooperative_groups.h>
 
@@ -40,13 +41,17 @@ constexpr int elems_for(int threads, int inputs, int vec) {
   return (threads == 512 ? 32 : 64) / inputs / (vec == 1 ? 2 : 1);
 }
 
-template <int THREADS, int VEC, int ITEMS, class Reducer, class MapOp, class Index>
+template <int THREADS, int VEC, int ITEMS, class Reducer, class MapOp>
 __global__ void __launch_bounds__(THREADS, kCtasPerSm)
     persistent_kernel(Reducer red, MapOp op, ChannelGeometry g, PersistentPlan plan,
                       typename Reducer::State* partials) {
   using State = typename Reducer::State;
   using BlockReduce = cub::BlockReduce<State, THREADS>;
   using WarpReduce = cub::WarpReduce<State>;
+  // The tile holds the reducer's inputs; the elementwise op's further inputs (a fused
+  // add's z) are read when the outputs are written.
+  constexpr int kHeld = Reducer::kInputs;
+  static_assert(MapOp::kInputs >= kHeld, "the op reads what the reducer read, and more");
   __shared__ typename BlockReduce::TempStorage block_tmp;
   __shared__ typename WarpReduce::TempStorage warp_tmp;
   __shared__ float4 coef;
@@ -62,7 +67,7 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
     const int64_t c = round * plan.channels_per_round + blockIdx.x / S;
     const bool active = c < g.c_total;  // the last round may have fewer channels
 
-    float a[ITEMS][VEC], b[ITEMS][VEC] = {};
+    float tile[ITEMS][kHeld][VEC];
     State st = red.empty();
     const float kc = active ? red.channel_constant(c) : 0.0f;
     if (active) {
@@ -70,15 +75,23 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
       for (int k = 0; k < ITEMS; ++k) {
         const int64_t v = first + k * stride;
         if (v < g.vec_count) {
-          const int64_t off = Index::template offset<VEC>(g, c, v);
+          const int64_t off = Index32::template offset<VEC>(g, c, v);
           // Read once: streaming loads keep L2 for the partials and the next round.
-          load_stream<VEC>(red.in0 + off, a[k]);
-          if constexpr (Reducer::kInputs == 2) load_stream<VEC>(red.in1 + off, b[k]);
+#pragma unroll
+          for (int j = 0; j < kHeld; ++j) load_stream<VEC>(red.in[j] + off, tile[k][j]);
         }
       }
 #pragma unroll
-      for (int k = 0; k < ITEMS; ++k)
-        if (first + k * stride < g.vec_count) red.template add<VEC>(st, kc, a[k], b[k]);
+      for (int k = 0; k < ITEMS; ++k) {
+        if (first + k * stride < g.vec_count) {
+          float v3[3][VEC] = {};
+#pragma unroll
+          for (int j = 0; j < kHeld; ++j)
+#pragma unroll
+            for (int i = 0; i < VEC; ++i) v3[j][i] = tile[k][j][i];
+          red.template add<VEC>(st, kc, v3);
+        }
+      }
     }
     const State total = BlockReduce(block_tmp).Reduce(st, merge);
     if (active && threadIdx.x == 0) partials[c * S + s] = total;
@@ -98,10 +111,20 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
       for (int k = 0; k < ITEMS; ++k) {
         const int64_t v = first + k * stride;
         if (v < g.vec_count) {
-          float out[VEC];
+          const int64_t off = Index32::template offset<VEC>(g, c, v);
+          float in[3][VEC] = {};
 #pragma unroll
-          for (int i = 0; i < VEC; ++i) out[i] = op.apply(a[k][i], MapOp::kInputs == 2 ? b[k][i] : 0.0f, k4);
-          store_stream<VEC>(op.out + Index::template offset<VEC>(g, c, v), out);
+          for (int j = 0; j < 3; ++j) {
+            if (j < kHeld) {
+#pragma unroll
+              for (int i = 0; i < VEC; ++i) in[j][i] = tile[k][j < kHeld ? j : 0][i];
+            } else if (j < MapOp::kInputs) {
+              load_stream<VEC>(op.in[j] + off, in[j]);
+            }
+          }
+          float out[2][VEC];
+          apply_vec<MapOp, VEC>(op, in, k4, out);
+          store_outputs<MapOp, VEC>(op, off, out);
         }
       }
     }
@@ -113,18 +136,14 @@ template <int THREADS, int VEC, class Reducer, class MapOp>
 cudaError_t launch_persistent(const Reducer& red, const MapOp& op, const Shape& s, const Policy& p,
                               const Workspace& w, cudaStream_t stream) {
   constexpr int kItems = elems_for(THREADS, Reducer::kInputs, VEC) / VEC;
-  const int resident = persistent_resident_ctas(p, s.dtype, Reducer::kInputs == 2);
+  const int resident = persistent_resident_ctas(p, s.dtype, Reducer::kInputs);
   PersistentPlan plan;
-  if (resident <= 0 || !persistent_plan(s, p, resident, Reducer::kInputs == 2, &plan))
-    return cudaErrorInvalidConfiguration;
+  if (resident <= 0 || !persistent_plan(s, p, resident, Reducer::kInputs, &plan)) return cudaErrorInvalidConfiguration;
+  // A channel that fits on chip has far fewer than 2^31 vectors: the 32-bit index holds.
   ChannelGeometry g = channel_geometry(s, VEC);
   auto* partials = static_cast<typename Reducer::State*>(w.scratch);
   void* args[] = {const_cast<Reducer*>(&red), const_cast<MapOp*>(&op), &g, &plan, &partials};
-  const void* fn = fits_index32(g.vec_count)
-                       ? reinterpret_cast<const void*>(
-                             &persistent_kernel<THREADS, VEC, kItems, Reducer, MapOp, Index32>)
-                       : reinterpret_cast<const void*>(
-                             &persistent_kernel<THREADS, VEC, kItems, Reducer, MapOp, Index64>);
+  const void* fn = reinterpret_cast<const void*>(&persistent_kernel<THREADS, VEC, kItems, Reducer, MapOp>);
   return cudaLaunchCooperativeKernel(fn, dim3(plan.grid), dim3(THREADS), args, 0, stream);
 }
 
@@ -154,8 +173,8 @@ int resident_ctas() {
   }
   if (cache[dev] > 0) return cache[dev];
   int per_sm = 0, sms = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &per_sm, persistent_kernel<THREADS, VEC, kItems, Reducer, MapOp, Index32>, THREADS, 0) != cudaSuccess ||
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel<THREADS, VEC, kItems, Reducer, MapOp>,
+                                                    THREADS, 0) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
     cudaGetLastError();
     return 0;
@@ -166,25 +185,29 @@ int resident_ctas() {
 
 }  // namespace
 
-int persistent_resident_ctas(const Policy& p, DType t, bool backward) {
+int persistent_resident_ctas(const Policy& p, DType t, int inputs) {
   int r = 0;
   const cudaError_t e = with_persistent_policy(p, t, [&](auto el, auto T, auto V) {
     using E = decltype(el);
     constexpr int kT = decltype(T)::value, kV = decltype(V)::value;
-    r = backward ? resident_ctas<kT, kV, BackwardReducer<E>, DxOp<E>>()
-                 : resident_ctas<kT, kV, WelfordReducer<E>, NormalizeOp<E>>();
+    switch (inputs) {
+      case 1: r = resident_ctas<kT, kV, WelfordReducer<E>, NormalizeOp<E>>(); break;
+      case 2: r = resident_ctas<kT, kV, BackwardReducer<E, false>, DxOp<E, false>>(); break;
+      case 3: r = resident_ctas<kT, kV, BackwardReducer<E, true>, DxOp<E, true>>(); break;
+    }
     return cudaSuccess;
   });
   return e == cudaSuccess ? r : 0;
 }
 
-int persistent_vectors_per_cta(const Policy& p, bool backward) {
-  return p.threads * (elems_for(p.threads, backward ? 2 : 1, p.vec) / p.vec);
+int persistent_vectors_per_cta(const Policy& p, int inputs) {
+  return p.threads * (elems_for(p.threads, inputs, p.vec) / p.vec);
 }
 
-bool persistent_plan(const Shape& s, const Policy& p, int resident, bool backward, PersistentPlan* out) {
+bool persistent_plan(const Shape& s, const Policy& p, int resident, int inputs, PersistentPlan* out) {
   const int64_t vectors = s.m() / p.vec;
-  const int64_t per_cta = persistent_vectors_per_cta(p, backward);
+  const int64_t per_cta = persistent_vectors_per_cta(p, inputs);
+  if (per_cta <= 0) return false;
   const int64_t min_splits = (vectors + per_cta - 1) / per_cta;
   if (p.splits < min_splits || p.splits > resident || p.splits < 1) return false;
   PersistentPlan plan;
@@ -205,9 +228,12 @@ cudaError_t forward_training_persistent(const Shape& s, const Policy& p, const F
   return with_persistent_policy(p, s.dtype, [&](auto e, auto T, auto V) {
     using E = decltype(e);
     const E* x = static_cast<const E*>(a.x);
-    WelfordReducer<E> red{x, nullptr, s.hw, a};
-    NormalizeOp<E> op{x, nullptr, static_cast<E*>(a.y), nullptr};
-    return launch_persistent<decltype(T)::value, decltype(V)::value>(red, op, s, p, w, stream);
+    WelfordReducer<E> red{{x}, s.hw, a};
+    return with_fusion(a.relu, a.z != nullptr, [&](auto R, auto A) {
+      NormalizeOp<E, decltype(R)::value, decltype(A)::value> op{{x, static_cast<const E*>(a.z)},
+                                                                {static_cast<E*>(a.y)}, nullptr};
+      return launch_persistent<decltype(T)::value, decltype(V)::value>(red, op, s, p, w, stream);
+    });
   });
 }
 
@@ -215,11 +241,13 @@ cudaError_t backward_persistent(const Shape& s, const Policy& p, const BackwardA
                                 cudaStream_t stream) {
   return with_persistent_policy(p, s.dtype, [&](auto e, auto T, auto V) {
     using E = decltype(e);
-    const E* dy = static_cast<const E*>(a.dy);
-    const E* x = static_cast<const E*>(a.x);
-    BackwardReducer<E> red{dy, x, s.m(), a};
-    DxOp<E> op{dy, x, static_cast<E*>(a.dx), nullptr};
-    return launch_persistent<decltype(T)::value, decltype(V)::value>(red, op, s, p, w, stream);
+    const E* in[3] = {static_cast<const E*>(a.dy), static_cast<const E*>(a.x), static_cast<const E*>(a.y)};
+    return with_relu(a.relu, [&](auto R) {
+      constexpr bool kRelu = decltype(R)::value;
+      BackwardReducer<E, kRelu> red{{in[0], in[1], in[2]}, s.m(), a};
+      DxOp<E, kRelu> op{{in[0], in[1], in[2]}, {static_cast<E*>(a.dx), static_cast<E*>(a.dz)}, nullptr};
+      return launch_persistent<decltype(T)::value, decltype(V)::value>(red, op, s, p, w, stream);
+    });
   });
 }
 

@@ -35,11 +35,14 @@ cudaError_t forward_training_two_pass(const Shape& s, const Policy& p, const Dev
     constexpr int kThreads = decltype(T)::value;
     constexpr int kVec = decltype(V)::value;
     const E* x = static_cast<const E*>(a.x);
-    WelfordReducer<E> red{x, nullptr, s.hw, a};
+    WelfordReducer<E> red{{x}, s.hw, a};
     cudaError_t err = launch_reduce<kThreads, kVec>(red, s, p.splits, ws, stream);
     if (err != cudaSuccess) return err;
-    NormalizeOp<E> op{x, nullptr, static_cast<E*>(a.y), ws.coef};
-    return launch_map<kThreads, kVec>(op, s, d, stream);
+    return with_fusion(a.relu, a.z != nullptr, [&](auto R, auto A) {
+      NormalizeOp<E, decltype(R)::value, decltype(A)::value> op{
+          {x, static_cast<const E*>(a.z)}, {static_cast<E*>(a.y)}, ws.coef};
+      return launch_map<kThreads, kVec>(op, s, d, stream);
+    });
   });
 }
 
@@ -47,9 +50,12 @@ cudaError_t forward_inference(const Shape& s, const Policy& p, const Device& d,
                               const ForwardInferenceArgs& a, cudaStream_t stream) {
   return with_policy(p, s.dtype, [&](auto e, auto T, auto V) {
     using E = decltype(e);
-    InferenceOp<E> op{static_cast<const E*>(a.x), nullptr, static_cast<E*>(a.y), a.gamma, a.beta,
-                      a.running_mean, a.running_var, a.eps};
-    return launch_map<decltype(T)::value, decltype(V)::value>(op, s, d, stream);
+    return with_fusion(a.relu, a.z != nullptr, [&](auto R, auto A) {
+      InferenceOp<E, decltype(R)::value, decltype(A)::value> op{
+          {static_cast<const E*>(a.x), static_cast<const E*>(a.z)}, {static_cast<E*>(a.y)}, a.gamma, a.beta,
+          a.running_mean, a.running_var, a.eps};
+      return launch_map<decltype(T)::value, decltype(V)::value>(op, s, d, stream);
+    });
   });
 }
 

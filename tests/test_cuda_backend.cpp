@@ -267,6 +267,87 @@ TEST_P(GpuShapes, BackwardEveryConfig) {
   }
 }
 
+// relu(bn(x) + z) forward (training and inference) and its backward with dz, every
+// configuration, against the CPU backend's fused calls.
+TEST_P(GpuShapes, FusedReluAddEveryConfig) {
+  const bnorm_tensor_t d = desc();
+  const int64_t ne = numel(d);
+  const auto x = random_input(d, 31), z = random_input(d, 32), dy = random_input(d, 33);
+  const auto gamma = random_vector(d.c, 34, 0.5, 1.5), beta = random_vector(d.c, 35, -1, 1);
+  const auto rm = random_vector(d.c, 36, -1, 1), rv = random_vector(d.c, 37, 0.5, 2);
+  HostTensor hx(x, d.dtype), hz(z, d.dtype), hy(poisoned(ne), d.dtype), hdy(dy, d.dtype), hdx(poisoned(ne), d.dtype),
+      hdz(poisoned(ne), d.dtype), hyi(poisoned(ne), d.dtype);
+  std::vector<float> sm(d.c), si(d.c), dg(d.c), db(d.c);
+  ASSERT_EQ(bnorm_forward_training_fused(cpu_, &d, hx.data(), hz.data(), hy.data(), gamma.data(), beta.data(), 0.1f,
+                                         1e-5f, nullptr, nullptr, sm.data(), si.data(), BNORM_ACTIVATION_RELU),
+            BNORM_STATUS_SUCCESS);
+  ASSERT_EQ(bnorm_backward_fused(cpu_, &d, hx.data(), hy.data(), hdy.data(), gamma.data(), sm.data(), si.data(),
+                                 hdx.data(), hdz.data(), dg.data(), db.data(), BNORM_ACTIVATION_RELU),
+            BNORM_STATUS_SUCCESS);
+  ASSERT_EQ(bnorm_forward_inference_fused(cpu_, &d, hx.data(), hz.data(), hyi.data(), gamma.data(), beta.data(),
+                                          rm.data(), rv.data(), 1e-5f, BNORM_ACTIVATION_RELU),
+            BNORM_STATUS_SUCCESS);
+  const auto to_d = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+  const auto y_ref = hy.values();
+  const auto yr = to_d(y_ref), yir = to_d(hyi.values()), dxr = to_d(hdx.values()), dzr = to_d(hdz.values());
+  const auto dgr = to_d(dg), dbr = to_d(db);
+  std::vector<float> g(ne);
+  for (int64_t i = 0; i < ne; ++i) g[i] = y_ref[i] > 0.0f ? dy[i] : 0.0f;
+  const std::vector<double> terms = dx_term_scale(d, g, gamma.data(), si);
+
+  DeviceBuffer d_x(ne, d.dtype), d_z(ne, d.dtype), d_y(ne, d.dtype), d_dy(ne, d.dtype), d_dx(ne, d.dtype),
+      d_dz(ne, d.dtype), d_g(d.c), d_b(d.c), d_sm(d.c), d_si(d.c), d_dg(d.c), d_db(d.c), d_rm(d.c), d_rv(d.c);
+  d_x.upload(x);
+  d_z.upload(z);
+  d_dy.upload(dy);
+  d_g.upload(gamma);
+  d_b.upload(beta);
+  d_rm.upload(rm);
+  d_rv.upload(rv);
+  for (const std::string& spec : configs(BNORM_OP_FORWARD_TRAINING, d, true)) {
+    SCOPED_TRACE(spec);
+    ASSERT_EQ(bnorm_set_variant(gpu_, BNORM_OP_FORWARD_TRAINING, spec.c_str()), BNORM_STATUS_SUCCESS);
+    d_y.upload(poisoned(ne));
+    ASSERT_EQ(bnorm_forward_training_fused(gpu_, &d, d_x.raw(), d_z.raw(), d_y.raw(), d_g.get(), d_b.get(), 0.1f,
+                                           1e-5f, nullptr, nullptr, d_sm.get(), d_si.get(), BNORM_ACTIVATION_RELU),
+              BNORM_STATUS_SUCCESS)
+        << bnorm_last_error();
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_LT(rel_error(d_y.download(), yr), out_tol(d.dtype, kOutTol));
+  }
+  // Backward from the CPU's y, so both backends see the same ReLU mask.
+  d_y.upload(y_ref);
+  d_sm.upload(sm);
+  d_si.upload(si);
+  for (const std::string& spec : configs(BNORM_OP_BACKWARD, d, true)) {
+    SCOPED_TRACE(spec);
+    ASSERT_EQ(bnorm_set_variant(gpu_, BNORM_OP_BACKWARD, spec.c_str()), BNORM_STATUS_SUCCESS);
+    d_dx.upload(poisoned(ne));
+    d_dz.upload(poisoned(ne));
+    d_dg.upload(poisoned(d.c));
+    ASSERT_EQ(bnorm_backward_fused(gpu_, &d, d_x.raw(), d_y.raw(), d_dy.raw(), d_g.get(), d_sm.get(), d_si.get(),
+                                   d_dx.raw(), d_dz.raw(), d_dg.get(), d_db.get(), BNORM_ACTIVATION_RELU),
+              BNORM_STATUS_SUCCESS)
+        << bnorm_last_error();
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_LT(max_channel_rel_error(d, d_dx.download(), dxr, &terms), out_tol(d.dtype, kDxTol));
+    EXPECT_EQ(d_dz.download(), hdz.values());  // the masked gradient, exactly
+    EXPECT_LT(rel_error(d_dg.download(), dgr), kDxTol);
+    EXPECT_LT(rel_error(d_db.download(), dbr), kDxTol);
+  }
+  for (const std::string& spec : configs(BNORM_OP_FORWARD_INFERENCE, d, true)) {
+    SCOPED_TRACE(spec);
+    ASSERT_EQ(bnorm_set_variant(gpu_, BNORM_OP_FORWARD_INFERENCE, spec.c_str()), BNORM_STATUS_SUCCESS);
+    d_y.upload(poisoned(ne));
+    ASSERT_EQ(bnorm_forward_inference_fused(gpu_, &d, d_x.raw(), d_z.raw(), d_y.raw(), d_g.get(), d_b.get(),
+                                            d_rm.get(), d_rv.get(), 1e-5f, BNORM_ACTIVATION_RELU),
+              BNORM_STATUS_SUCCESS)
+        << bnorm_last_error();
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_LT(rel_error(d_y.download(), yir), out_tol(d.dtype, kOutTol));
+  }
+}
+
 // Every configuration twice on the same inputs: bitwise identical outputs (the split
 // reduction merges in CTA order, never in arrival order).
 TEST_P(GpuShapes, RepeatableBitwise) {

@@ -119,11 +119,12 @@ TEST(Dispatch, PersistentSpaceFitsTheDevice) {
       if (std::string(c.variant->name) != "persistent") continue;
       ++persistent;
       bnorm::kern::PersistentPlan plan;
-      ASSERT_TRUE(bnorm::kern::persistent_plan(pr.shape, c.policy, 2 * 132, op == BNORM_OP_BACKWARD, &plan));
+      const int held = op == BNORM_OP_BACKWARD ? 2 : 1;
+      ASSERT_TRUE(bnorm::kern::persistent_plan(pr.shape, c.policy, 2 * 132, held, &plan));
       EXPECT_LE(plan.grid, 2 * 132);
       EXPECT_GE(plan.rounds * plan.channels_per_round, pr.shape.c);
       // Every vector of a channel has a slot: splits * threads * items >= vectors.
-      EXPECT_GE(int64_t{c.policy.splits} * bnorm::kern::persistent_vectors_per_cta(c.policy, op == BNORM_OP_BACKWARD),
+      EXPECT_GE(int64_t{c.policy.splits} * bnorm::kern::persistent_vectors_per_cta(c.policy, held),
                 pr.shape.m() / c.policy.vec);
     }
     EXPECT_GT(persistent, 0);

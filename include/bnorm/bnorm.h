@@ -126,6 +126,35 @@ BNORM_API bnorm_status_t bnorm_backward(
     const float* gamma, const float* save_mean, const float* save_invstd, void* dx,
     float* dgamma, float* dbeta);
 
+/* ---- Fused activations -------------------------------------------------------------
+ *
+ * The residual block's relu(bn(conv(x)) + shortcut) in one pass over memory, and its
+ * backward. The plain calls above are these with act = IDENTITY and no z. */
+typedef enum { BNORM_ACTIVATION_IDENTITY = 0, BNORM_ACTIVATION_RELU = 1 } bnorm_activation_t;
+
+/* y = act(bn(x) + z), bn as in bnorm_forward_training (statistics of x alone).
+ * z: a tensor shaped like x, or NULL for no add. y may alias x or z. ReLU keeps NaN. */
+BNORM_API bnorm_status_t bnorm_forward_training_fused(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, const void* z, void* y,
+    const float* gamma, const float* beta, float momentum, float eps, float* running_mean,
+    float* running_var, float* save_mean, float* save_invstd, bnorm_activation_t act);
+
+/* y = act(bn_inference(x) + z). */
+BNORM_API bnorm_status_t bnorm_forward_inference_fused(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, const void* z, void* y,
+    const float* gamma, const float* beta, const float* running_mean, const float* running_var,
+    float eps, bnorm_activation_t act);
+
+/* Backward of bnorm_forward_training_fused. With RELU the gradient reaching batch norm
+ * is g = dy where y > 0 and 0 elsewhere, y being the fused forward's output (required
+ * with RELU, ignored otherwise); without, g = dy. dx, dgamma, dbeta are batch norm's
+ * backward of g. dz receives g, the gradient of z (NULL when not wanted). dx may alias
+ * dy; dz may alias dy; dx and dz must differ. */
+BNORM_API bnorm_status_t bnorm_backward_fused(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, const void* y,
+    const void* dy, const float* gamma, const float* save_mean, const float* save_invstd,
+    void* dx, void* dz, float* dgamma, float* dbeta, bnorm_activation_t act);
+
 /* ---- Dispatch: which kernel runs, and why ----------------------------------------
  *
  * Each CUDA operation has registered kernel variants, each with a launch policy. A
