@@ -13,15 +13,20 @@ namespace bnorm::kern {
 
 cudaError_t backward_two_pass(const Shape& s, const Policy& p, const Device& d,
                               const BackwardArgs& a, const Workspace& w, cudaStream_t stream) {
-  const ReduceWorkspace ws = ReduceWorkspace::carve(w.ptr, s.c, p.splits, sizeof(Welford<float>));
-  return with_policy(p, [&](auto T, auto V) {
+  const ReduceWorkspace ws = ReduceWorkspace::carve(w, s.c, p.splits, sizeof(Welford<float>));
+  return with_policy(p, s.dtype, [&](auto e, auto T, auto V) {
+    using E = decltype(e);
     constexpr int kThreads = decltype(T)::value;
     constexpr int kVec = decltype(V)::value;
-    BackwardReducer red{a.dy, a.x, s.m(), a, 0.0f};
-    cudaError_t e = launch_reduce<kThreads, kVec>(red, s, p.splits, ws, stream);
-    if (e != cudaSuccess) return e;
-    DxOp op{a.dy, a.x, a.dx, ws.coef};
-    return launch_map<kThreads, kVec>(op, s, d, stream);
+    const E* in[3] = {static_cast<const E*>(a.dy), static_cast<const E*>(a.x), static_cast<const E*>(a.y)};
+    return with_relu(a.relu, [&](auto R) {
+      constexpr bool kRelu = decltype(R)::value;
+      BackwardReducer<E, kRelu> red{{in[0], in[1], in[2]}, s.m(), a};
+      cudaError_t err = launch_reduce<kThreads, kVec>(red, s, p.splits, ws, stream);
+      if (err != cudaSuccess) return err;
+      DxOp<E, kRelu> op{{in[0], in[1], in[2]}, {static_cast<E*>(a.dx), static_cast<E*>(a.dz)}, ws.coef};
+      return launch_map<kThreads, kVec>(op, s, d, stream);
+    });
   });
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bnorm/bnorm.h"
+#include "c_caller.h"
 
 namespace bnorm_test {
 
@@ -23,14 +24,16 @@ void set_raw(E& field, int value) {
   std::memcpy(&field, &value, sizeof value);
 }
 
-// The buffers of one call: d describes x, y, dy, dx; the per-channel arrays hold d.c
-// floats; scratch holds 2 * numel floats (for aliases and partial overlaps) and is an
-// input: the test fills it with data and expects it back unchanged.
+// The buffers of one call: d (float32) describes x, y, dy, dx, z, dz; the per-channel
+// arrays hold d.c floats; scratch holds 2 * numel floats (for aliases and partial
+// overlaps). The test fills inputs with data and outputs with a sentinel, and expects
+// every one of them back unchanged, scratch included.
 struct CallBuffers {
   bnorm_tensor_t d;
   float *x, *y, *dy, *dx;
   float *gamma, *beta, *rm, *rv, *sm, *si, *dg, *db;
   float* scratch;
+  float *z, *dz;
 };
 
 struct BadCall {
@@ -120,7 +123,7 @@ inline std::vector<BadCall> bad_calls() {
                      return back(h, a);
                    }});
   };
-  const bnorm_status_t kInvalid = BNORM_STATUS_INVALID_VALUE, kUnsupported = BNORM_STATUS_NOT_SUPPORTED;
+  const bnorm_status_t kInvalid = BNORM_STATUS_INVALID_VALUE;
   using T = TrainArgs;
   using D = bnorm_tensor_t;
   using B = CallBuffers;
@@ -149,7 +152,10 @@ inline std::vector<BadCall> bad_calls() {
   add_train("train: dtype 9", kInvalid, "dtype", [](T&, D& d, const B&) { set_raw(d.dtype, 9); });
   add_train("train: dtype INT_MAX", kInvalid, "dtype",
             [](T&, D& d, const B&) { set_raw(d.dtype, std::numeric_limits<int>::max()); });
-  add_train("train: dtype F16", kUnsupported, "F16", [](T&, D& d, const B&) { d.dtype = BNORM_DTYPE_F16; });
+  add_train("train: f16 y misaligned", kInvalid, "y is not aligned", [](T& a, D& d, const B& b) {
+    d.dtype = BNORM_DTYPE_F16;  // 2-byte elements: one byte off
+    a.y = misaligned(b.y);
+  });
   add_train("train: one value per channel", kInvalid, "n*h*w", [](T&, D& d, const B&) { d.n = d.h = d.w = 1; });
   add_train("train: null x", kInvalid, "x is NULL", [](T& a, D&, const B&) { a.x = nullptr; });
   add_train("train: null y", kInvalid, "y is NULL", [](T& a, D&, const B&) { a.y = nullptr; });
@@ -207,7 +213,10 @@ inline std::vector<BadCall> bad_calls() {
   add_infer("inference: null desc", kInvalid, "desc", [](I& a, D&, const B&) { a.d = nullptr; });
   add_infer("inference: n < 0", kInvalid, "desc->n", [](I&, D& d, const B&) { d.n = -2; });
   add_infer("inference: layout 2", kInvalid, "layout", [](I&, D& d, const B&) { set_raw(d.layout, 2); });
-  add_infer("inference: dtype BF16", kUnsupported, "BF16", [](I&, D& d, const B&) { d.dtype = BNORM_DTYPE_BF16; });
+  add_infer("inference: bf16 x misaligned", kInvalid, "x is not aligned", [](I& a, D& d, const B& b) {
+    d.dtype = BNORM_DTYPE_BF16;
+    a.x = misaligned(b.x);
+  });
   add_infer("inference: null x", kInvalid, "x is NULL", [](I& a, D&, const B&) { a.x = nullptr; });
   add_infer("inference: null y", kInvalid, "y is NULL", [](I& a, D&, const B&) { a.y = nullptr; });
   add_infer("inference: null running_mean", kInvalid, "running_mean is NULL", [](I& a, D&, const B&) { a.rm = nullptr; });
@@ -236,7 +245,10 @@ inline std::vector<BadCall> bad_calls() {
   add_back("backward: null desc", kInvalid, "desc", [](K& a, D&, const B&) { a.d = nullptr; });
   add_back("backward: c = 0", kInvalid, "desc->c", [](K&, D& d, const B&) { d.c = 0; });
   add_back("backward: dtype -1", kInvalid, "dtype", [](K&, D& d, const B&) { set_raw(d.dtype, -1); });
-  add_back("backward: dtype BF16", kUnsupported, "BF16", [](K&, D& d, const B&) { d.dtype = BNORM_DTYPE_BF16; });
+  add_back("backward: f16 x misaligned", kInvalid, "x is not aligned", [](K& a, D& d, const B& b) {
+    d.dtype = BNORM_DTYPE_F16;
+    a.x = misaligned(b.x);
+  });
   add_back("backward: n*c*h*w overflows", kInvalid, "overflow", [](K&, D& d, const B&) { d.w = INT64_MAX / 2; });
   add_back("backward: null x", kInvalid, "x is NULL", [](K& a, D&, const B&) { a.x = nullptr; });
   add_back("backward: null dy", kInvalid, "dy is NULL", [](K& a, D&, const B&) { a.dy = nullptr; });
@@ -268,6 +280,68 @@ inline std::vector<BadCall> bad_calls() {
     a.dy = b.scratch + 1;
     a.dx = b.scratch;
   });
+
+  // ---- the fused calls (made from C: act may be any int) ----
+  for (int act : {2, -1, std::numeric_limits<int>::min()}) {
+    out.push_back({"train fused: act out of range", kInvalid, "act = ", [act](bnorm_handle_t h, const B& b) {
+                     return c_caller_forward_training_fused(h, &b.d, b.x, b.z, b.y, b.gamma, b.beta, 0.1f, 1e-5f,
+                                                            b.rm, b.rv, b.sm, b.si, act);
+                   }});
+    out.push_back({"inference fused: act out of range", kInvalid, "act = ", [act](bnorm_handle_t h, const B& b) {
+                     return c_caller_forward_inference_fused(h, &b.d, b.x, b.z, b.y, b.gamma, b.beta, b.sm, b.si,
+                                                             1e-5f, act);
+                   }});
+    out.push_back({"backward fused: act out of range", kInvalid, "act = ", [act](bnorm_handle_t h, const B& b) {
+                     return c_caller_backward_fused(h, &b.d, b.x, b.y, b.dy, b.gamma, b.sm, b.si, b.dx, b.dz, b.dg,
+                                                    b.db, act);
+                   }});
+  }
+  const int relu = BNORM_ACTIVATION_RELU;
+  out.push_back({"train fused: z misaligned", kInvalid, "z is not aligned", [relu](bnorm_handle_t h, const B& b) {
+                   return c_caller_forward_training_fused(h, &b.d, b.x, misaligned(b.z), b.y, b.gamma, b.beta, 0.1f,
+                                                          1e-5f, b.rm, b.rv, b.sm, b.si, relu);
+                 }});
+  out.push_back({"train fused: z partly overlaps y", kInvalid, "overlap", [relu](bnorm_handle_t h, const B& b) {
+                   return c_caller_forward_training_fused(h, &b.d, b.x, b.scratch + 1, b.scratch, b.gamma, b.beta,
+                                                          0.1f, 1e-5f, b.rm, b.rv, b.sm, b.si, relu);
+                 }});
+  out.push_back({"inference fused: z partly overlaps y", kInvalid, "overlap", [relu](bnorm_handle_t h, const B& b) {
+                   return c_caller_forward_inference_fused(h, &b.d, b.x, b.scratch, b.scratch + 2, b.gamma, b.beta,
+                                                           b.sm, b.si, 1e-5f, relu);
+                 }});
+  out.push_back({"backward fused relu: no y", kInvalid, "ReLU mask", [relu](bnorm_handle_t h, const B& b) {
+                   return c_caller_backward_fused(h, &b.d, b.x, nullptr, b.dy, b.gamma, b.sm, b.si, b.dx, b.dz, b.dg,
+                                                  b.db, relu);
+                 }});
+  out.push_back({"backward fused: dz aliases dx", kInvalid, "dz must not alias dx",
+                 [relu](bnorm_handle_t h, const B& b) {
+                   return c_caller_backward_fused(h, &b.d, b.x, b.y, b.dy, b.gamma, b.sm, b.si, b.dx, b.dx, b.dg,
+                                                  b.db, relu);
+                 }});
+  out.push_back({"backward fused: dz aliases x", kInvalid, "dz must not alias x",
+                 [relu](bnorm_handle_t h, const B& b) {
+                   return c_caller_backward_fused(h, &b.d, b.scratch, b.y, b.dy, b.gamma, b.sm, b.si, b.dx,
+                                                  b.scratch, b.dg, b.db, relu);
+                 }});
+  out.push_back({"backward fused relu: dx aliases y", kInvalid, "dx must not alias y",
+                 [relu](bnorm_handle_t h, const B& b) {
+                   return c_caller_backward_fused(h, &b.d, b.x, b.scratch, b.dy, b.gamma, b.sm, b.si, b.scratch,
+                                                  b.dz, b.dg, b.db, relu);
+                 }});
+  out.push_back({"backward fused: dz partly overlaps dy", kInvalid, "overlap", [relu](bnorm_handle_t h, const B& b) {
+                   return c_caller_backward_fused(h, &b.d, b.x, b.y, b.scratch, b.gamma, b.sm, b.si, b.dx,
+                                                  b.scratch + 1, b.dg, b.db, relu);
+                 }});
+  // The ReLU mask is read while dz is written: they may not partly overlap either.
+  out.push_back({"backward fused relu: dz partly overlaps y", kInvalid, "overlap",
+                 [relu](bnorm_handle_t h, const B& b) {
+                   return c_caller_backward_fused(h, &b.d, b.x, b.scratch, b.dy, b.gamma, b.sm, b.si, b.dx,
+                                                  b.scratch + 1, b.dg, b.db, relu);
+                 }});
+  out.push_back({"backward fused: dz misaligned", kInvalid, "dz is not aligned", [relu](bnorm_handle_t h, const B& b) {
+                   return c_caller_backward_fused(h, &b.d, b.x, b.y, b.dy, b.gamma, b.sm, b.si, b.dx,
+                                                  misaligned(b.dz), b.dg, b.db, relu);
+                 }});
   return out;
 }
 

@@ -21,6 +21,19 @@ bnorm_status_t c_caller_list_variants(bnorm_handle_t h, int op, const bnorm_tens
                                       int aligned16, char* buf, size_t buf_len, int* count,
                                       size_t* needed);
 const char* c_caller_status_string(int status);
+bnorm_status_t c_caller_forward_training_fused(bnorm_handle_t h, const bnorm_tensor_t* desc, const void* x,
+                                               const void* z, void* y, const float* gamma, const float* beta,
+                                               float momentum, float eps, float* running_mean,
+                                               float* running_var, float* save_mean, float* save_invstd,
+                                               int act);
+bnorm_status_t c_caller_forward_inference_fused(bnorm_handle_t h, const bnorm_tensor_t* desc, const void* x,
+                                                const void* z, void* y, const float* gamma, const float* beta,
+                                                const float* running_mean, const float* running_var,
+                                                float eps, int act);
+bnorm_status_t c_caller_backward_fused(bnorm_handle_t h, const bnorm_tensor_t* desc, const void* x,
+                                       const void* y, const void* dy, const float* gamma,
+                                       const float* save_mean, const float* save_invstd, void* dx, void* dz,
+                                       float* dgamma, float* dbeta, int act);
 /* Fills a descriptor's enum fields with any ints. */
 void c_caller_set_enums(bnorm_tensor_t* desc, int layout, int dtype);
 

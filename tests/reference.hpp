@@ -8,15 +8,77 @@
 #include <random>
 #include <vector>
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstring>
+
 #include "bnorm/bnorm.h"
 
 namespace bnorm_test {
 
+// ---- storage types: values are kept as float on the host and converted to a tensor's
+// dtype (round to nearest even) at the API boundary.
+
+inline size_t elem_size(bnorm_dtype_t t) { return t == BNORM_DTYPE_F32 ? 4 : 2; }
+
+inline const char* dtype_name(bnorm_dtype_t t) {
+  return t == BNORM_DTYPE_F32 ? "f32" : t == BNORM_DTYPE_F16 ? "f16" : "bf16";
+}
+
+inline std::vector<unsigned char> to_storage(const std::vector<float>& v, bnorm_dtype_t t) {
+  std::vector<unsigned char> b(v.size() * elem_size(t));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (t == BNORM_DTYPE_F32) {
+      std::memcpy(&b[4 * i], &v[i], 4);
+    } else if (t == BNORM_DTYPE_F16) {
+      const __half h = __float2half_rn(v[i]);
+      std::memcpy(&b[2 * i], &h, 2);
+    } else {
+      const __nv_bfloat16 h = __float2bfloat16_rn(v[i]);
+      std::memcpy(&b[2 * i], &h, 2);
+    }
+  }
+  return b;
+}
+
+inline std::vector<float> from_storage(const unsigned char* b, size_t n, bnorm_dtype_t t) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (t == BNORM_DTYPE_F32) {
+      std::memcpy(&v[i], b + 4 * i, 4);
+    } else if (t == BNORM_DTYPE_F16) {
+      __half h;
+      std::memcpy(&h, b + 2 * i, 2);
+      v[i] = __half2float(h);
+    } else {
+      __nv_bfloat16 h;
+      std::memcpy(&h, b + 2 * i, 2);
+      v[i] = __bfloat162float(h);
+    }
+  }
+  return v;
+}
+
+inline std::vector<float> from_storage(const std::vector<unsigned char>& b, bnorm_dtype_t t) {
+  return from_storage(b.data(), b.size() / elem_size(t), t);
+}
+
+// The values a tensor of dtype t can hold nearest to v.
+inline std::vector<float> quantized(const std::vector<float>& v, bnorm_dtype_t t) {
+  return from_storage(to_storage(v, t), t);
+}
+
+// Relative error bound of one rounding to dtype t, for tolerances: the unit roundoff.
+inline double unit_roundoff(bnorm_dtype_t t) {
+  return t == BNORM_DTYPE_F32 ? 0x1p-24 : t == BNORM_DTYPE_F16 ? 0x1p-11 : 0x1p-8;
+}
+
 inline int64_t numel(const bnorm_tensor_t& d) { return d.n * d.c * d.h * d.w; }
 inline int64_t per_channel(const bnorm_tensor_t& d) { return d.n * d.h * d.w; }
 
-inline bnorm_tensor_t nchw(int64_t n, int64_t c, int64_t h, int64_t w) {
-  return bnorm_tensor_t{n, c, h, w, BNORM_LAYOUT_NCHW, BNORM_DTYPE_F32};
+inline bnorm_tensor_t nchw(int64_t n, int64_t c, int64_t h, int64_t w, bnorm_dtype_t t = BNORM_DTYPE_F32) {
+  return bnorm_tensor_t{n, c, h, w, BNORM_LAYOUT_NCHW, t};
 }
 
 // Offset of the j-th value (in row order) of channel c.
@@ -180,6 +242,12 @@ inline std::vector<float> random_vector(int64_t n, uint64_t seed, double lo, dou
 
 inline std::vector<float> poisoned(int64_t n) {
   return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN());
+}
+
+// random_tensor rounded to the tensor's dtype: the float values are exactly the stored
+// ones, so a float64 reference computed from them is the reference of the stored tensor.
+inline std::vector<float> random_input(const bnorm_tensor_t& d, uint64_t seed, double mean_scale = 1.0) {
+  return quantized(random_tensor(d, seed, mean_scale), d.dtype);
 }
 
 }  // namespace bnorm_test

@@ -90,7 +90,7 @@ TEST(Api, HandleAccessors) {
 // All buffers of one call in host memory: outputs hold a sentinel, inputs data.
 struct Buffers {
   bnorm_tensor_t d = nchw(4, 3, 5, 5);
-  std::vector<float> x, y, dy, dx, gamma, beta, rm, rv, sm, si, dg, db, scratch;
+  std::vector<float> x, y, dy, dx, gamma, beta, rm, rv, sm, si, dg, db, scratch, z, dz;
   Buffers() {
     const int64_t n = numel(d);
     x = random_tensor(d, 1);
@@ -106,12 +106,16 @@ struct Buffers {
     dg.assign(d.c, kSentinel);
     db.assign(d.c, kSentinel);
     scratch = random_vector(2 * n, 7, -1, 1);
+    z = random_tensor(d, 8);
+    dz.assign(n, kSentinel);
   }
   CallBuffers ptrs() {
     return {d, x.data(), y.data(), dy.data(), dx.data(), gamma.data(), beta.data(), rm.data(), rv.data(),
-            sm.data(), si.data(), dg.data(), db.data(), scratch.data()};
+            sm.data(), si.data(), dg.data(), db.data(), scratch.data(), z.data(), dz.data()};
   }
-  std::vector<std::vector<float>> all() const { return {x, y, dy, dx, gamma, beta, rm, rv, sm, si, dg, db, scratch}; }
+  std::vector<std::vector<float>> all() const {
+    return {x, y, dy, dx, gamma, beta, rm, rv, sm, si, dg, db, scratch, z, dz};
+  }
 };
 
 bool bitwise_equal(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {

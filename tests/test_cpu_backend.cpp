@@ -205,6 +205,150 @@ TEST(CpuBackendSteps, BackwardMatchesFiniteDifferences) {
   EXPECT_LT(rel_error(db, fb), 2e-3);
 }
 
+// Half and bfloat16 tensors: statistics from the stored values in float64, outputs
+// rounded once to the dtype. Against the float64 reference of the same stored inputs the
+// error is the final rounding: within a unit roundoff of the dtype (norm-relative).
+class CpuDtypes : public testing::TestWithParam<bnorm_dtype_t> {};
+
+TEST_P(CpuDtypes, ForwardBackwardInferenceMatchReference) {
+  Handle h;
+  const bnorm_dtype_t t = GetParam();
+  const bnorm_tensor_t d = nchw(6, 5, 3, 7, t);
+  const int64_t ne = numel(d);
+  const auto x = random_input(d, 71), dy = random_input(d, 72);
+  const auto gamma = random_vector(d.c, 73, 0.5, 1.5), beta = random_vector(d.c, 74, -1, 1);
+  auto xs = to_storage(x, t), dys = to_storage(dy, t), ys = to_storage(poisoned(ne), t);
+  std::vector<float> sm(d.c), si(d.c);
+  ASSERT_EQ(bnorm_forward_training(h.h, &d, xs.data(), ys.data(), gamma.data(), beta.data(), 0.1f, 1e-5f, nullptr,
+                                   nullptr, sm.data(), si.data()),
+            BNORM_STATUS_SUCCESS);
+  const Reference ref = reference_forward(d, x, gamma.data(), beta.data(), 1e-5);
+  const double u = unit_roundoff(t);
+  EXPECT_LT(max_channel_rel_error(d, from_storage(ys, t), ref.y), u);
+  EXPECT_GT(max_channel_rel_error(d, from_storage(ys, t), ref.y), 0.0) << "16-bit outputs round";
+  EXPECT_LT(rel_error(sm, ref.mean), kTol);
+  EXPECT_LT(rel_error(si, ref.invstd), kTol);
+
+  auto dxs = to_storage(poisoned(ne), t);
+  std::vector<float> dg(d.c), db(d.c);
+  ASSERT_EQ(bnorm_backward(h.h, &d, xs.data(), dys.data(), gamma.data(), sm.data(), si.data(), dxs.data(), dg.data(),
+                           db.data()),
+            BNORM_STATUS_SUCCESS);
+  const Reference bref = reference_backward(d, x, dy, gamma.data(), sm, si);
+  EXPECT_LT(max_channel_rel_error(d, from_storage(dxs, t), bref.dx), 2 * u);
+  EXPECT_LT(rel_error(dg, bref.dgamma), kTol);
+  EXPECT_LT(rel_error(db, bref.dbeta), kTol);
+
+  const auto rm = random_vector(d.c, 75, -1, 1), rv = random_vector(d.c, 76, 0.5, 2);
+  ASSERT_EQ(bnorm_forward_inference(h.h, &d, xs.data(), ys.data(), gamma.data(), beta.data(), rm.data(), rv.data(),
+                                    1e-5f),
+            BNORM_STATUS_SUCCESS);
+  std::vector<double> iref(ne);
+  for (int64_t c = 0; c < d.c; ++c)
+    for (int64_t j = 0; j < per_channel(d); ++j) {
+      const int64_t o = offset(d, c, j);
+      iref[o] = (x[o] - static_cast<double>(rm[c])) / std::sqrt(static_cast<double>(rv[c]) + 1e-5) * gamma[c] + beta[c];
+    }
+  EXPECT_LT(max_channel_rel_error(d, from_storage(ys, t), iref), u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CpuDtypes, testing::Values(BNORM_DTYPE_F16, BNORM_DTYPE_BF16),
+                         [](const testing::TestParamInfo<bnorm_dtype_t>& i) { return dtype_name(i.param); });
+
+// Fused relu(bn(x) + z) and its backward: the forward against the float64 reference plus
+// the epilogue; the backward against the plain backward of the masked gradient, with dz
+// equal to that gradient.
+TEST(CpuFused, ReluAddForwardAndBackward) {
+  Handle h;
+  const bnorm_tensor_t d = nchw(5, 4, 3, 6);
+  const int64_t ne = numel(d);
+  const auto x = random_tensor(d, 81), z = random_tensor(d, 82), dy = random_tensor(d, 83);
+  const auto gamma = random_vector(d.c, 84, 0.5, 1.5), beta = random_vector(d.c, 85, -1, 1);
+  auto y = poisoned(ne), sm = poisoned(d.c), si = poisoned(d.c);
+  ASSERT_EQ(bnorm_forward_training_fused(h.h, &d, x.data(), z.data(), y.data(), gamma.data(), beta.data(), 0.1f,
+                                         1e-5f, nullptr, nullptr, sm.data(), si.data(), BNORM_ACTIVATION_RELU),
+            BNORM_STATUS_SUCCESS)
+      << bnorm_last_error();
+  Reference ref = reference_forward(d, x, gamma.data(), beta.data(), 1e-5);
+  int zeros = 0;
+  for (int64_t i = 0; i < ne; ++i) {
+    ref.y[i] = std::max(0.0, ref.y[i] + z[i]);
+    zeros += y[i] == 0.0f;
+  }
+  EXPECT_LT(rel_error(y, ref.y), kTol);
+  EXPECT_GT(zeros, ne / 5) << "the ReLU should clip a fair share";
+
+  // Backward: the same as the plain backward of dy masked by y > 0.
+  auto dx = poisoned(ne), dz = poisoned(ne), dg = poisoned(d.c), db = poisoned(d.c);
+  ASSERT_EQ(bnorm_backward_fused(h.h, &d, x.data(), y.data(), dy.data(), gamma.data(), sm.data(), si.data(),
+                                 dx.data(), dz.data(), dg.data(), db.data(), BNORM_ACTIVATION_RELU),
+            BNORM_STATUS_SUCCESS)
+      << bnorm_last_error();
+  std::vector<float> g(ne);
+  for (int64_t i = 0; i < ne; ++i) g[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  const Reference bref = reference_backward(d, x, g, gamma.data(), sm, si);
+  EXPECT_LT(max_channel_rel_error(d, dx, bref.dx), 1e-5);
+  EXPECT_LT(rel_error(dg, bref.dgamma), kTol);
+  EXPECT_LT(rel_error(db, bref.dbeta), kTol);
+  EXPECT_EQ(dz, g);
+
+  // Inference with the same epilogue.
+  const auto rm = random_vector(d.c, 86, -1, 1), rv = random_vector(d.c, 87, 0.5, 2);
+  ASSERT_EQ(bnorm_forward_inference_fused(h.h, &d, x.data(), z.data(), y.data(), gamma.data(), beta.data(),
+                                          rm.data(), rv.data(), 1e-5f, BNORM_ACTIVATION_RELU),
+            BNORM_STATUS_SUCCESS);
+  std::vector<double> iref(ne);
+  for (int64_t c = 0; c < d.c; ++c)
+    for (int64_t j = 0; j < per_channel(d); ++j) {
+      const int64_t o = offset(d, c, j);
+      const double v = (x[o] - static_cast<double>(rm[c])) / std::sqrt(static_cast<double>(rv[c]) + 1e-5) * gamma[c] +
+                       beta[c] + z[o];
+      iref[o] = std::max(0.0, v);
+    }
+  EXPECT_LT(rel_error(y, iref), kTol);
+}
+
+TEST(CpuFused, IdentityWithoutZIsThePlainCall) {
+  Handle h;
+  const bnorm_tensor_t d = nchw(3, 2, 5, 5);
+  const int64_t ne = numel(d);
+  const auto x = random_tensor(d, 91), dy = random_tensor(d, 92);
+  std::vector<float> y1(ne), y2(ne), sm(d.c), si(d.c), dx1(ne), dx2(ne);
+  ASSERT_EQ(bnorm_forward_training(h.h, &d, x.data(), y1.data(), nullptr, nullptr, 0.1f, 1e-5f, nullptr, nullptr,
+                                   sm.data(), si.data()),
+            BNORM_STATUS_SUCCESS);
+  ASSERT_EQ(bnorm_forward_training_fused(h.h, &d, x.data(), nullptr, y2.data(), nullptr, nullptr, 0.1f, 1e-5f,
+                                         nullptr, nullptr, nullptr, nullptr, BNORM_ACTIVATION_IDENTITY),
+            BNORM_STATUS_SUCCESS);
+  EXPECT_EQ(y1, y2);
+  ASSERT_EQ(bnorm_backward(h.h, &d, x.data(), dy.data(), nullptr, sm.data(), si.data(), dx1.data(), nullptr, nullptr),
+            BNORM_STATUS_SUCCESS);
+  ASSERT_EQ(bnorm_backward_fused(h.h, &d, x.data(), nullptr, dy.data(), nullptr, sm.data(), si.data(), dx2.data(),
+                                 nullptr, nullptr, nullptr, BNORM_ACTIVATION_IDENTITY),
+            BNORM_STATUS_SUCCESS);
+  EXPECT_EQ(dx1, dx2);
+}
+
+TEST(CpuFused, BadFusedCallsAreRejected) {
+  Handle h;
+  const bnorm_tensor_t d = nchw(3, 2, 5, 5);
+  const int64_t ne = numel(d);
+  const auto x = random_tensor(d, 93), dy = random_tensor(d, 94);
+  std::vector<float> sm(d.c, 0.0f), si(d.c, 1.0f), dx(ne, 7.0f), dz(ne, 7.0f);
+  EXPECT_EQ(bnorm_backward_fused(h.h, &d, x.data(), nullptr, dy.data(), nullptr, sm.data(), si.data(), dx.data(),
+                                 dz.data(), nullptr, nullptr, BNORM_ACTIVATION_RELU),
+            BNORM_STATUS_INVALID_VALUE);
+  EXPECT_NE(std::string(bnorm_last_error()).find("mask"), std::string::npos) << bnorm_last_error();
+  EXPECT_EQ(bnorm_backward_fused(h.h, &d, x.data(), x.data(), dy.data(), nullptr, sm.data(), si.data(), dx.data(),
+                                 dx.data(), nullptr, nullptr, BNORM_ACTIVATION_RELU),
+            BNORM_STATUS_INVALID_VALUE);
+  EXPECT_EQ(bnorm_forward_training_fused(h.h, &d, x.data(), nullptr, dx.data(), nullptr, nullptr, 0.1f, 1e-5f,
+                                         nullptr, nullptr, nullptr, nullptr, static_cast<bnorm_activation_t>(5)),
+            BNORM_STATUS_INVALID_VALUE);
+  EXPECT_EQ(dx, std::vector<float>(ne, 7.0f));
+  EXPECT_EQ(dz, std::vector<float>(ne, 7.0f));
+}
+
 // |mean|/std = 1e4: float64 accumulation keeps the CPU backend at float32 rounding.
 TEST(CpuBackendSteps, StableAtLargeMean) {
   Handle h;

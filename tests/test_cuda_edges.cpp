@@ -114,7 +114,7 @@ class GpuEdges : public GpuTest {};
 // before each call and compared bitwise after it.
 struct DeviceCallBuffers {
   bnorm_tensor_t d = nchw(4, 3, 5, 5);
-  std::vector<std::vector<float>> host;  // x y dy dx gamma beta rm rv sm si dg db scratch
+  std::vector<std::vector<float>> host;  // x y dy dx gamma beta rm rv sm si dg db scratch z dz
   std::vector<std::unique_ptr<DeviceFloats>> dev;
   DeviceCallBuffers() {
     const int64_t n = numel(d);
@@ -122,7 +122,7 @@ struct DeviceCallBuffers {
     host = {random_tensor(d, 1), out,  random_tensor(d, 2),          out,
             random_vector(d.c, 3, 0.5, 1.5), random_vector(d.c, 4, -1, 1), out_c, out_c,
             random_vector(d.c, 5, -1, 1), random_vector(d.c, 6, 0.5, 2), out_c, out_c,
-            random_vector(2 * n, 7, -1, 1)};
+            random_vector(2 * n, 7, -1, 1), random_tensor(d, 8), out};
     for (const auto& h : host) dev.push_back(std::make_unique<DeviceFloats>(h.size()));
   }
   void reset() {
@@ -130,12 +130,12 @@ struct DeviceCallBuffers {
   }
   CallBuffers ptrs() const {
     auto p = [&](int i) { return dev[i]->get(); };
-    return {d, p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12)};
+    return {d, p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12), p(13), p(14)};
   }
   // Which buffers differ from their images (names, empty when none).
   std::string changed() const {
     static const char* names[] = {"x", "y", "dy", "dx", "gamma", "beta", "running_mean", "running_var",
-                                  "save_mean", "save_invstd", "dgamma", "dbeta", "scratch"};
+                                  "save_mean", "save_invstd", "dgamma", "dbeta", "scratch", "z", "dz"};
     std::string out;
     for (size_t i = 0; i < host.size(); ++i)
       if (!bitwise(dev[i]->download(), host[i])) out += std::string(out.empty() ? "" : ", ") + names[i];

@@ -87,12 +87,15 @@ TEST(Dispatch, HeuristicPrefersOnePassAndSplitsFewChannels) {
   EXPECT_EQ(c.why, BNORM_CHOICE_HEURISTIC);
   ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_BACKWARD, 32, 1024, 14, 14), &c).ok());
   EXPECT_STREQ(c.variant->name, "persistent");
+  // Large forward tensors stream faster in two passes than in persistent rounds.
+  ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_FORWARD_TRAINING, 32, 1024, 14, 14), &c).ok());
+  EXPECT_STREQ(c.variant->name, "two_pass_block");
   // A channel of 16.7M values is larger than the chip: two passes, split over CTAs when
   // the channels are few...
   const auto huge_few = problem(BNORM_OP_FORWARD_TRAINING, 4096, 2, 64, 64);
   ASSERT_TRUE(bnorm::choose(h, huge_few, &c).ok());
   EXPECT_STREQ(c.variant->name, "two_pass_split");
-  EXPECT_GE(c.policy.splits, 64);
+  EXPECT_GE(c.policy.splits * 2, 132);
   const bnorm::Variant* p = bnorm::find_variant(BNORM_OP_FORWARD_TRAINING, "persistent");
   EXPECT_NE(p->why_not(huge_few, p->heuristic(huge_few, h.dev), h.dev).find("CTAs per channel"), std::string::npos);
   // ... and one CTA per channel when they fill the GPU.
@@ -116,11 +119,12 @@ TEST(Dispatch, PersistentSpaceFitsTheDevice) {
       if (std::string(c.variant->name) != "persistent") continue;
       ++persistent;
       bnorm::kern::PersistentPlan plan;
-      ASSERT_TRUE(bnorm::kern::persistent_plan(pr.shape, c.policy, 2 * 132, op == BNORM_OP_BACKWARD, &plan));
+      const int held = op == BNORM_OP_BACKWARD ? 2 : 1;
+      ASSERT_TRUE(bnorm::kern::persistent_plan(pr.shape, c.policy, 2 * 132, held, &plan));
       EXPECT_LE(plan.grid, 2 * 132);
       EXPECT_GE(plan.rounds * plan.channels_per_round, pr.shape.c);
       // Every vector of a channel has a slot: splits * threads * items >= vectors.
-      EXPECT_GE(int64_t{c.policy.splits} * bnorm::kern::persistent_vectors_per_cta(c.policy, op == BNORM_OP_BACKWARD),
+      EXPECT_GE(int64_t{c.policy.splits} * bnorm::kern::persistent_vectors_per_cta(c.policy, held),
                 pr.shape.m() / c.policy.vec);
     }
     EXPECT_GT(persistent, 0);
@@ -140,6 +144,50 @@ TEST(Dispatch, HandleOverrideWinsAndUnsupportedOverrideFails) {
             BNORM_STATUS_NOT_SUPPORTED);
   h.forced[BNORM_OP_FORWARD_TRAINING] = "two_pass_block:t96";
   EXPECT_EQ(bnorm::choose(h, pr, &c).code, BNORM_STATUS_NOT_SUPPORTED);
+}
+
+TEST(Dispatch, SixteenBitTypesLoadEightPerAccess) {
+  const bnorm_handle h = h100();
+  for (bnorm_dtype_t t : {BNORM_DTYPE_F16, BNORM_DTYPE_BF16}) {
+    auto pr = problem(BNORM_OP_FORWARD_TRAINING, 32, 64, 28, 28);
+    pr.desc.dtype = t;
+    pr.shape.dtype = t == BNORM_DTYPE_F16 ? bnorm::kern::DType::F16 : bnorm::kern::DType::BF16;
+    bnorm::Choice c;
+    ASSERT_TRUE(bnorm::choose(h, pr, &c).ok());
+    EXPECT_EQ(c.policy.vec, 8);
+    for (const auto& cfg : bnorm::supported_configs(h, pr)) EXPECT_TRUE(cfg.policy.vec == 8 || cfg.policy.vec == 1);
+    // 28*28 is a multiple of 4 but 7*7*4 = 196 elements of a row are not of 8: scalar.
+    pr.shape.hw = 7 * 7 * 4 + 2;
+    ASSERT_TRUE(bnorm::choose(h, pr, &c).ok());
+    EXPECT_EQ(c.policy.vec, 1);
+    bnorm::kern::Policy four{256, 4, 1};
+    EXPECT_NE(bnorm::find_variant(BNORM_OP_FORWARD_TRAINING, "two_pass_block")->why_not(pr, four, h.dev), "");
+  }
+}
+
+TEST(Dispatch, ChannelsLastAndMatricesTakeTheRowKernels) {
+  const bnorm_handle h = h100();
+  for (bnorm_op_t op : kOps) {
+    auto pr = problem(op, 32, 64, 56, 56);
+    pr.desc.layout = BNORM_LAYOUT_NHWC;
+    bnorm::Choice c;
+    ASSERT_TRUE(bnorm::choose(h, pr, &c).ok());
+    EXPECT_EQ(std::string(c.variant->name).rfind("nhwc_", 0), 0u) << c.variant->name;
+    EXPECT_EQ(c.policy.vec, 4);
+    for (const auto& cfg : bnorm::supported_configs(h, pr))
+      EXPECT_EQ(std::string(cfg.variant->name).rfind("nhwc_", 0), 0u) << bnorm::format_spec(*cfg.variant, cfg.policy);
+    // An (N, C) matrix is both layouts at once; the row kernels read it coalesced.
+    ASSERT_TRUE(bnorm::choose(h, problem(op, 128, 120, 1, 1), &c).ok());
+    EXPECT_EQ(std::string(c.variant->name).rfind("nhwc_", 0), 0u) << c.variant->name;
+    // C = 6 is not a multiple of 4: scalar accesses across the row.
+    pr = problem(op, 128, 6, 24, 24);
+    pr.desc.layout = BNORM_LAYOUT_NHWC;
+    ASSERT_TRUE(bnorm::choose(h, pr, &c).ok());
+    EXPECT_EQ(c.policy.vec, 1);
+  }
+  EXPECT_EQ(bnorm::kern::nhwc_lanes(bnorm::kern::Shape{2, 3, 1}, bnorm::kern::Policy{256, 1, 1}), 4);
+  EXPECT_EQ(bnorm::kern::nhwc_lanes(bnorm::kern::Shape{2, 2048, 1}, bnorm::kern::Policy{256, 4, 1}), 32);
+  EXPECT_EQ(bnorm::kern::nhwc_lanes(bnorm::kern::Shape{2, 64, 1}, bnorm::kern::Policy{256, 4, 1}), 16);
 }
 
 TEST(Dispatch, SpacesRespectVectorRules) {
