@@ -123,21 +123,22 @@ float fuzz_scalar(FuzzedDataProvider& f, float typical) {
   }
 }
 
-// How a pointer argument is made.
-enum Kind {
-  kValid,       // its own buffer
-  kNull,        //
-  kMisaligned,  // its buffer + 1 or 2 bytes
-  kAlias,       // the same pointer as the input it may alias (y = x, dx = dy)
-  kPartial,     // that input + 1 float: a partial overlap
-  kAliasX,      // backward: dx = x (never allowed)
-  kPartialX,    // backward: dx = x + 1 float
+// How a pointer argument is made: its own buffer (valid, or 1 or 2 bytes off), NULL,
+// another tensor argument's pointer (an alias), or 4 bytes into that argument's buffer
+// (a partial overlap, or adjacent memory when the tensor is that small; each buffer has
+// a spare float at its end, so the pointer's whole range stays inside the allocation).
+enum Kind { kValid, kNull, kMisaligned, kAlias, kPartial };
+
+struct Choice {
+  Kind kind = kValid;
+  int target = -1;  // the tensor argument aliased or overlapped
 };
 
-Kind fuzz_kind(FuzzedDataProvider& f, int last) {
-  // Mostly valid, so that the later checks are reached.
-  const int k = f.ConsumeIntegralInRange<int>(0, 2 * last + 2);
-  return k > last ? kValid : static_cast<Kind>(k);
+// One of options, options[0] (the valid choice) half of the time, so that the checks
+// after a pointer's are reached too.
+Choice fuzz_choice(FuzzedDataProvider& f, std::initializer_list<Choice> options) {
+  const size_t k = f.ConsumeIntegralInRange<size_t>(0, 2 * options.size() - 1);
+  return options.begin()[k < options.size() ? k : 0];
 }
 
 // ---- buffers ----------------------------------------------------------------------
@@ -153,31 +154,29 @@ struct Rng {
   double uniform() { return static_cast<double>(next() >> 11) * 0x1p-53 * 2.0 - 1.0; }  // [-1, 1)
 };
 
-// count floats plus one guard element the library must never touch.
+// count floats plus one guard float; filled with the sentinel (outputs) or data.
 struct Buf {
   std::vector<float> v;
   int64_t count = 0;
   std::vector<float> before;
 
-  // Outputs keep the sentinel until written; inputs get data from fill().
-  void make(int64_t n, bool /*is_output*/) {
+  void make(int64_t n) {
     count = n;
     v.assign(static_cast<size_t>(n + 1), float_of(kSentinelBits));
   }
-  float* at(Kind k, int misalign) {
-    if (k == kNull) return nullptr;
-    float* p = v.data();
-    if (k == kMisaligned) return reinterpret_cast<float*>(reinterpret_cast<char*>(p) + misalign);
-    return p;
+  bool contains(const void* p) const {
+    const char* b = reinterpret_cast<const char*>(v.data());
+    const char* q = static_cast<const char*>(p);
+    return p && !v.empty() && q >= b && q < b + v.size() * sizeof(float);
   }
   void snapshot() { before = v; }
-  bool unchanged() const {
-    return v.empty() || std::memcmp(v.data(), before.data(), v.size() * sizeof(float)) == 0;
+  // Bytes [from, end) as they were.
+  bool unchanged_from(size_t from) const {
+    const size_t bytes = v.size() * sizeof(float);
+    return from >= bytes || std::memcmp(reinterpret_cast<const char*>(v.data()) + from,
+                                        reinterpret_cast<const char*>(before.data()) + from, bytes - from) == 0;
   }
-  // The same without the guard, which an adjacent output (x + 1 with one element) may own.
-  bool data_unchanged() const {
-    return v.empty() || std::memcmp(v.data(), before.data(), static_cast<size_t>(count) * sizeof(float)) == 0;
-  }
+  bool unchanged() const { return unchanged_from(0); }
 };
 
 // Input data: a scale from denormal (1e-46) to 1e4, a pattern, and a few injected
@@ -190,8 +189,8 @@ void fill(FuzzedDataProvider& f, Buf& b, bool abs) {
   for (int64_t i = 0; i < b.count; ++i) {
     double v;
     switch (pattern) {
-      case 0: v = constant; break;                              // constant: variance 0
-      case 1: v = 0.0; break;                                   //
+      case 0: v = constant; break;                                 // constant: variance 0
+      case 1: v = 0.0; break;                                      //
       case 2: v = std::round(rng.uniform() * 4.0) * scale; break;  // few distinct values
       default: v = rng.uniform() * scale;
     }
@@ -221,17 +220,23 @@ int64_t model_numel(const int64_t (&dims)[4]) {
   return static_cast<int64_t>(p);
 }
 
-bool aligned_or_null(const void* p) { return reinterpret_cast<uintptr_t>(p) % alignof(float) == 0; }
+uintptr_t addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
 // ---- one call -----------------------------------------------------------------------
 
-enum Op { kTrain, kInference, kBackward, kQueriesCpu, kQueriesCuda, kOpCount };
+enum Op { kTrain, kInference, kBackward, kTrainFused, kInferFused, kBackFused, kQueriesCpu, kQueriesCuda, kOpCount };
+
+// Tensor arguments (x, z: forward inputs; y: forward output, backward's ReLU mask;
+// dy: backward input; dx, dz: backward outputs) and per-channel ones.
+enum T { tX, tZ, tY, tDY, tDX, tDZ, kTensors };
+enum P { pGamma, pBeta, pRM, pRV, pSM, pSI, pDG, pDB, kChannels };
 
 struct Tensor {
   int64_t n, c, h, w;
   int layout, dtype;
   int64_t numel;  // -1 when the sizes are invalid
   bool small;     // buffers sized from the descriptor
+  int64_t elem() const { return dtype == BNORM_DTYPE_F32 ? 4 : 2; }
 };
 
 // Offset of value j (row order) of channel c; for the per-channel checks.
@@ -244,79 +249,75 @@ int64_t offset(const Tensor& t, int64_t c, int64_t j) {
 bool moderate(float v) { return std::isfinite(v) && std::fabs(v) <= kModerate; }
 
 struct Call {
+  Op op;
+  bool fused, train, infer, back;
+  int act = BNORM_ACTIVATION_IDENTITY;
   Tensor t;
   bnorm_tensor_t desc;
   bool null_handle, null_desc;
   float eps, momentum;
   int misalign;
-  // tensors
-  Buf x, y, dy, dx;
-  Kind kx, ky, kdy, kdx;
-  // per channel
-  Buf gamma, beta, rm, rv, sm, si, dg, db;
-  Kind kgamma, kbeta, krm, krv, ksm, ksi, kdg, kdb;
-  // the pointers passed
-  float *px, *py, *pdy, *pdx, *pgamma, *pbeta, *prm, *prv, *psm, *psi, *pdg, *pdb;
+  Buf tb[kTensors], cb[kChannels];
+  bool used_t[kTensors] = {}, used_c[kChannels] = {};
+  void* tp[kTensors] = {};
+  float* cp[kChannels] = {};
 };
 
-// The pointer of a tensor argument that may alias `base` (x for y; dy or x for dx).
-float* tensor_ptr(Call& c, Buf& own, Kind k, float* alias_base, float* x_base) {
-  switch (k) {
-    case kAlias: return alias_base;
-    case kPartial: return alias_base ? alias_base + 1 : nullptr;
-    case kAliasX: return x_base;
-    case kPartialX: return x_base ? x_base + 1 : nullptr;
-    default: return own.at(k, c.misalign);
-  }
-}
-
-// Whether the header's rules accept the call (a NOT_SUPPORTED dtype counts as a
-// rejection: the call fails and writes nothing either way).
-bool model_accepts(const Call& c, Op op) {
+// Whether the header's rules accept the call.
+bool model_accepts(const Call& c) {
   const Tensor& t = c.t;
-  if (c.null_handle || c.null_desc) return false;
-  if (t.numel < 0) return false;
+  if (c.null_handle || c.null_desc || t.numel < 0) return false;
   if (t.layout != BNORM_LAYOUT_NCHW && t.layout != BNORM_LAYOUT_NHWC) return false;
-  if (t.dtype != BNORM_DTYPE_F32) return false;  // F16, BF16: not supported; others invalid
-  const auto ok_required = [](const void* p) { return p && aligned_or_null(p); };
-  const auto ok_optional = [](const void* p) { return aligned_or_null(p); };
-  const auto overlaps = [&](const float* a, const float* b) {  // partly: distinct and closer than numel
-    if (!a || !b || a == b) return false;
-    const uintptr_t pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
-    const uintptr_t dist = pa > pb ? pa - pb : pb - pa;
-    return dist / sizeof(float) < static_cast<uintptr_t>(t.numel);
+  if (t.dtype < BNORM_DTYPE_F32 || t.dtype > BNORM_DTYPE_BF16) return false;
+  if (c.act != BNORM_ACTIVATION_IDENTITY && c.act != BNORM_ACTIVATION_RELU) return false;
+  const bool relu = c.act == BNORM_ACTIVATION_RELU;
+  const uintptr_t elem = static_cast<uintptr_t>(t.elem());
+  const auto tensor = [&](int i) { return c.tp[i] && addr(c.tp[i]) % elem == 0; };
+  const auto tensor_opt = [&](int i) { return !c.tp[i] || addr(c.tp[i]) % elem == 0; };
+  const auto chan = [&](int i) { return c.cp[i] && addr(c.cp[i]) % 4 == 0; };
+  const auto chan_opt = [&](int i) { return !c.cp[i] || addr(c.cp[i]) % 4 == 0; };
+  // Distinct and closer than the tensor's size: a partial overlap.
+  const auto partial = [&](int a, int b) {
+    if (!c.tp[a] || !c.tp[b] || c.tp[a] == c.tp[b]) return false;
+    const uintptr_t pa = addr(c.tp[a]), pb = addr(c.tp[b]);
+    return (pa > pb ? pa - pb : pb - pa) / elem < static_cast<uintptr_t>(t.numel);
   };
   const bool eps_ok = c.eps > 0.0f && std::isfinite(c.eps);
-  switch (op) {
-    case kTrain:
-      return t.n * t.h * t.w >= 2 && ok_required(c.px) && ok_required(c.py) && ok_optional(c.pgamma) &&
-             ok_optional(c.pbeta) && ok_optional(c.prm) && ok_optional(c.prv) && ok_optional(c.psm) &&
-             ok_optional(c.psi) && eps_ok && c.momentum >= 0.0f && c.momentum <= 1.0f &&
-             (c.prm == nullptr) == (c.prv == nullptr) && !overlaps(c.px, c.py);
-    case kInference:
-      return ok_required(c.px) && ok_required(c.py) && ok_optional(c.pgamma) && ok_optional(c.pbeta) &&
-             ok_required(c.prm) && ok_required(c.prv) && eps_ok && !overlaps(c.px, c.py);
-    case kBackward:
-      return ok_required(c.px) && ok_required(c.pdy) && ok_optional(c.pgamma) && ok_required(c.psm) &&
-             ok_required(c.psi) && ok_required(c.pdx) && ok_optional(c.pdg) && ok_optional(c.pdb) &&
-             !overlaps(c.pdx, c.pdy) && c.pdx != c.px && !overlaps(c.pdx, c.px);
-    default: return false;
+  if (c.train)
+    return t.n * t.h * t.w >= 2 && tensor(tX) && tensor(tY) && tensor_opt(tZ) && chan_opt(pGamma) &&
+           chan_opt(pBeta) && chan_opt(pRM) && chan_opt(pRV) && chan_opt(pSM) && chan_opt(pSI) && eps_ok &&
+           c.momentum >= 0.0f && c.momentum <= 1.0f && (c.cp[pRM] == nullptr) == (c.cp[pRV] == nullptr) &&
+           !partial(tX, tY) && !partial(tZ, tY);
+  if (c.infer)
+    return tensor(tX) && tensor(tY) && tensor_opt(tZ) && chan_opt(pGamma) && chan_opt(pBeta) && chan(pRM) &&
+           chan(pRV) && eps_ok && !partial(tX, tY) && !partial(tZ, tY);
+  // backward
+  if (!(tensor(tX) && (!relu || tensor(tY)) && tensor(tDY) && chan_opt(pGamma) && chan(pSM) && chan(pSI) &&
+        tensor(tDX) && tensor_opt(tDZ) && chan_opt(pDG) && chan_opt(pDB)))
+    return false;
+  if (partial(tDX, tDY) || c.tp[tDX] == c.tp[tX] || partial(tDX, tX)) return false;
+  if (c.tp[tDZ]) {
+    if (c.tp[tDZ] == c.tp[tDX] || c.tp[tDZ] == c.tp[tX] || (relu && c.tp[tDZ] == c.tp[tY])) return false;
+    if (partial(tDZ, tDY) || partial(tDZ, tDX) || partial(tDZ, tX)) return false;
   }
+  if (relu && (c.tp[tDX] == c.tp[tY] || partial(tDX, tY) || partial(tDZ, tY))) return false;
+  return true;
 }
 
-// Every element of an output the call had to write.
 void expect_written(const float* p, int64_t count, const char* name) {
   if (!p) return;
   for (int64_t i = 0; i < count; ++i)
     if (is_sentinel(p[i])) fail("%s[%lld] was not written", name, static_cast<long long>(i));
 }
 
-void expect_guard(const Buf& b) {
-  if (!b.v.empty() && !is_sentinel(b.v.back())) fail("the element past the end of a buffer was written");
-}
-
 void run_tensor_op(FuzzedDataProvider& f, bnorm_handle_t cpu, Op op) {
   Call c{};
+  c.op = op;
+  c.fused = op == kTrainFused || op == kInferFused || op == kBackFused;
+  c.train = op == kTrain || op == kTrainFused;
+  c.infer = op == kInference || op == kInferFused;
+  c.back = op == kBackward || op == kBackFused;
+  if (c.fused) c.act = fuzz_enum(f, 2);
   c.null_handle = f.ConsumeIntegralInRange<int>(0, 15) == 0;
   c.null_desc = f.ConsumeIntegralInRange<int>(0, 15) == 0;
   Tensor& t = c.t;
@@ -325,7 +326,7 @@ void run_tensor_op(FuzzedDataProvider& f, bnorm_handle_t cpu, Op op) {
   t.h = fuzz_dim(f);
   t.w = fuzz_dim(f);
   t.layout = fuzz_enum(f, 2);
-  t.dtype = f.ConsumeIntegralInRange<int>(0, 7) == 0 ? fuzz_enum(f, 3) : BNORM_DTYPE_F32;
+  t.dtype = f.ConsumeIntegralInRange<int>(0, 3) == 0 ? fuzz_enum(f, 3) : BNORM_DTYPE_F32;
   const int64_t dims[4] = {t.n, t.c, t.h, t.w};
   t.numel = model_numel(dims);
   t.small = t.numel > 0 && t.numel <= kMaxElems;
@@ -337,99 +338,96 @@ void run_tensor_op(FuzzedDataProvider& f, bnorm_handle_t cpu, Op op) {
   c.eps = fuzz_scalar(f, 1e-5f);
   c.momentum = fuzz_scalar(f, 0.1f);
   c.misalign = f.ConsumeBool() ? 1 : 2;
-
   const int64_t ne = t.small ? t.numel : kSmallBuffer;
   const int64_t nc = t.small ? t.c : kSmallBuffer;
-  const bool train = op == kTrain, inf = op == kInference, bwd = op == kBackward;
-  c.x.make(ne, false);
-  fill(f, c.x, false);
-  c.kx = fuzz_kind(f, kMisaligned);
-  if (bwd) {
-    c.dy.make(ne, false);
-    fill(f, c.dy, false);
-    c.kdy = fuzz_kind(f, kMisaligned);
-    c.dx.make(ne, true);
-    c.kdx = fuzz_kind(f, kPartialX);
+
+  // Buffers and pointers, in an order where every alias target comes first.
+  const auto tensor = [&](int i, bool input, Choice ch) {
+    c.used_t[i] = true;
+    c.tb[i].make(ne);
+    if (input) fill(f, c.tb[i], false);
+    switch (ch.kind) {
+      case kNull: c.tp[i] = nullptr; break;
+      case kValid: c.tp[i] = c.tb[i].v.data(); break;
+      case kMisaligned: c.tp[i] = reinterpret_cast<char*>(c.tb[i].v.data()) + c.misalign; break;
+      case kAlias: c.tp[i] = c.tp[ch.target]; break;
+      case kPartial:  // 4 bytes into the target's buffer, which has room for it
+        c.tp[i] = c.used_t[ch.target] ? reinterpret_cast<char*>(c.tb[ch.target].v.data()) + 4 : nullptr;
+        break;
+    }
+  };
+  const auto channel = [&](int i, bool input, bool positive) {
+    c.used_c[i] = true;
+    c.cb[i].make(nc);
+    if (input) fill(f, c.cb[i], positive);
+    const Choice ch = fuzz_choice(f, {{kValid}, {kNull}, {kMisaligned}});
+    c.cp[i] = ch.kind == kNull ? nullptr
+              : ch.kind == kMisaligned ? reinterpret_cast<float*>(reinterpret_cast<char*>(c.cb[i].v.data()) + c.misalign)
+                                       : c.cb[i].v.data();
+  };
+  const std::initializer_list<Choice> plain = {{kValid}, {kNull}, {kMisaligned}};
+  if (c.train || c.infer) {
+    tensor(tX, true, fuzz_choice(f, plain));
+    if (c.fused) tensor(tZ, true, fuzz_choice(f, plain));
+    tensor(tY, false, fuzz_choice(f, {{kValid}, {kNull}, {kMisaligned}, {kAlias, tX}, {kPartial, tX},
+                                      {kAlias, tZ}, {kPartial, tZ}}));
+    channel(pGamma, true, false);
+    channel(pBeta, true, false);
+    channel(pRM, true, false);
+    channel(pRV, true, f.ConsumeBool());
+    if (c.train) {
+      channel(pSM, false, false);
+      channel(pSI, false, false);
+    }
   } else {
-    c.y.make(ne, true);
-    c.ky = fuzz_kind(f, kPartial);
-  }
-  c.gamma.make(nc, false);
-  fill(f, c.gamma, false);
-  c.kgamma = fuzz_kind(f, kMisaligned);
-  if (!bwd) {
-    c.beta.make(nc, false);
-    fill(f, c.beta, false);
-    c.kbeta = fuzz_kind(f, kMisaligned);
-    c.rm.make(nc, false);  // training: read and written; inference: read
-    fill(f, c.rm, false);
-    c.krm = fuzz_kind(f, kMisaligned);
-    c.rv.make(nc, false);
-    fill(f, c.rv, f.ConsumeBool());
-    c.krv = fuzz_kind(f, kMisaligned);
-  }
-  if (train) {
-    c.sm.make(nc, true);
-    c.si.make(nc, true);
-    c.ksm = fuzz_kind(f, kMisaligned);
-    c.ksi = fuzz_kind(f, kMisaligned);
-  }
-  if (bwd) {
-    c.sm.make(nc, false);
-    fill(f, c.sm, false);
-    c.ksm = fuzz_kind(f, kMisaligned);
-    c.si.make(nc, false);
-    fill(f, c.si, f.ConsumeBool());
-    c.ksi = fuzz_kind(f, kMisaligned);
-    c.dg.make(nc, true);
-    c.db.make(nc, true);
-    c.kdg = fuzz_kind(f, kMisaligned);
-    c.kdb = fuzz_kind(f, kMisaligned);
+    tensor(tX, true, fuzz_choice(f, plain));
+    if (c.fused) tensor(tY, true, fuzz_choice(f, plain));  // the ReLU mask
+    tensor(tDY, true, fuzz_choice(f, plain));
+    tensor(tDX, false, fuzz_choice(f, {{kValid}, {kNull}, {kMisaligned}, {kAlias, tDY}, {kPartial, tDY}, {kAlias, tX},
+                                       {kPartial, tX}, {kAlias, tY}, {kPartial, tY}}));
+    if (c.fused)
+      tensor(tDZ, false, fuzz_choice(f, {{kValid}, {kNull}, {kMisaligned}, {kAlias, tDY}, {kPartial, tDY},
+                                         {kAlias, tDX}, {kPartial, tDX}, {kAlias, tX}, {kPartial, tX},
+                                         {kAlias, tY}, {kPartial, tY}}));
+    channel(pGamma, true, false);
+    channel(pSM, true, false);
+    channel(pSI, true, f.ConsumeBool());
+    channel(pDG, false, false);
+    channel(pDB, false, false);
   }
 
-  c.px = c.x.at(c.kx, c.misalign);
-  if (bwd) {
-    c.pdy = c.dy.at(c.kdy, c.misalign);
-    c.pdx = tensor_ptr(c, c.dx, c.kdx, c.pdy, c.px);
-  } else {
-    c.py = tensor_ptr(c, c.y, c.ky, c.px, c.px);
-  }
-  c.pgamma = c.gamma.at(c.kgamma, c.misalign);
-  if (!bwd) {
-    c.pbeta = c.beta.at(c.kbeta, c.misalign);
-    c.prm = c.rm.at(c.krm, c.misalign);
-    c.prv = c.rv.at(c.krv, c.misalign);
-  }
-  if (train || bwd) {
-    c.psm = c.sm.at(c.ksm, c.misalign);
-    c.psi = c.si.at(c.ksi, c.misalign);
-  }
-  if (bwd) {
-    c.pdg = c.dg.at(c.kdg, c.misalign);
-    c.pdb = c.db.at(c.kdb, c.misalign);
-  }
-  // A partial overlap needs room for one more float in the buffer it points into: the
-  // guard element provides it, and stays a sentinel only if the call is rejected.
-
-  const bool accepts = model_accepts(c, op);
+  const bool accepts = model_accepts(c);
   if (accepts && !t.small) return;  // the buffers would be too small to back it
-
-  Buf* all[] = {&c.x, &c.y, &c.dy, &c.dx, &c.gamma, &c.beta, &c.rm, &c.rv, &c.sm, &c.si, &c.dg, &c.db};
-  for (Buf* b : all) b->snapshot();
+  for (Buf& b : c.tb) b.snapshot();
+  for (Buf& b : c.cb) b.snapshot();
 
   bnorm_handle_t h = c.null_handle ? nullptr : cpu;
   const bnorm_tensor_t* d = c.null_desc ? nullptr : &c.desc;
+  void** tp = c.tp;
+  float** cp = c.cp;
   bnorm_status_t s;
   switch (op) {
     case kTrain:
-      s = bnorm_forward_training(h, d, c.px, c.py, c.pgamma, c.pbeta, c.momentum, c.eps, c.prm, c.prv, c.psm,
-                                 c.psi);
+      s = bnorm_forward_training(h, d, tp[tX], tp[tY], cp[pGamma], cp[pBeta], c.momentum, c.eps, cp[pRM], cp[pRV],
+                                 cp[pSM], cp[pSI]);
+      break;
+    case kTrainFused:
+      s = c_caller_forward_training_fused(h, d, tp[tX], tp[tZ], tp[tY], cp[pGamma], cp[pBeta], c.momentum, c.eps,
+                                          cp[pRM], cp[pRV], cp[pSM], cp[pSI], c.act);
       break;
     case kInference:
-      s = bnorm_forward_inference(h, d, c.px, c.py, c.pgamma, c.pbeta, c.prm, c.prv, c.eps);
+      s = bnorm_forward_inference(h, d, tp[tX], tp[tY], cp[pGamma], cp[pBeta], cp[pRM], cp[pRV], c.eps);
+      break;
+    case kInferFused:
+      s = c_caller_forward_inference_fused(h, d, tp[tX], tp[tZ], tp[tY], cp[pGamma], cp[pBeta], cp[pRM], cp[pRV],
+                                           c.eps, c.act);
+      break;
+    case kBackward:
+      s = bnorm_backward(h, d, tp[tX], tp[tDY], cp[pGamma], cp[pSM], cp[pSI], tp[tDX], cp[pDG], cp[pDB]);
       break;
     default:
-      s = bnorm_backward(h, d, c.px, c.pdy, c.pgamma, c.psm, c.psi, c.pdx, c.pdg, c.pdb);
+      s = c_caller_backward_fused(h, d, tp[tX], tp[tY], tp[tDY], cp[pGamma], cp[pSM], cp[pSI], tp[tDX], tp[tDZ],
+                                  cp[pDG], cp[pDB], c.act);
       break;
   }
 
@@ -438,68 +436,74 @@ void run_tensor_op(FuzzedDataProvider& f, bnorm_handle_t cpu, Op op) {
     FUZZ_CHECK(s == BNORM_STATUS_INVALID_VALUE || s == BNORM_STATUS_NOT_SUPPORTED,
                "op %d: unexpected status %s (%s)", op, bnorm_status_string(s), bnorm_last_error());
     FUZZ_CHECK(bnorm_last_error()[0] != '\0', "op %d: failed with an empty message", op);
-    for (Buf* b : all) FUZZ_CHECK(b->unchanged(), "op %d: a failed call (%s) wrote", op, bnorm_last_error());
+    for (const Buf& b : c.tb) FUZZ_CHECK(b.unchanged(), "op %d: a failed call (%s) wrote", op, bnorm_last_error());
+    for (const Buf& b : c.cb) FUZZ_CHECK(b.unchanged(), "op %d: a failed call (%s) wrote", op, bnorm_last_error());
     return;
   }
   FUZZ_CHECK(s == BNORM_STATUS_SUCCESS, "op %d: a valid call failed: %s: %s", op, bnorm_status_string(s),
              bnorm_last_error());
 
-  // Inputs untouched (x may be overwritten in place by y; dy by dx).
-  if (!(op != kBackward && c.ky == kAlias)) FUZZ_CHECK(c.x.data_unchanged(), "x changed");
-  if (bwd && c.kdx != kAlias) FUZZ_CHECK(c.dy.data_unchanged(), "dy changed");
-  for (Buf* b : {&c.gamma, &c.beta}) FUZZ_CHECK(b->unchanged(), "gamma or beta changed");
-  if (inf) FUZZ_CHECK(c.rm.unchanged() && c.rv.unchanged(), "inference changed the running statistics");
-  if (bwd) FUZZ_CHECK(c.sm.unchanged() && c.si.unchanged(), "backward changed the saved statistics");
-  if (train && !c.prm) FUZZ_CHECK(c.rm.unchanged() && c.rv.unchanged(), "running statistics written though not passed");
-  // Outputs written, and nothing past their ends.
-  if (!bwd) expect_written(c.py, t.numel, "y");
-  if (train) {
-    expect_written(c.psm, t.c, "save_mean");
-    expect_written(c.psi, t.c, "save_invstd");
+  // Which tensor buffers the outputs point into; all others, and every per-channel
+  // input, must be as they were, guard included.
+  const int outs[3] = {c.back ? tDX : tY, c.back ? tDZ : -1, -1};
+  bool hosts_output[kTensors] = {};
+  for (int o : outs)
+    if (o >= 0 && tp[o])
+      for (int i = 0; i < kTensors; ++i) hosts_output[i] = hosts_output[i] || c.tb[i].contains(tp[o]);
+  for (int i = 0; i < kTensors; ++i)
+    if (c.used_t[i] && !hosts_output[i]) FUZZ_CHECK(c.tb[i].unchanged(), "op %d: input tensor %d changed", op, i);
+  const size_t tensor_bytes = static_cast<size_t>(t.numel * t.elem());
+  for (int o : outs) {  // an output alone in its own buffer: nothing written past its end
+    if (o < 0 || tp[o] != c.tb[o].v.data()) continue;
+    bool shared = false;
+    for (int i = 0; i < kTensors; ++i) shared = shared || (i != o && c.tb[o].contains(tp[i]));
+    if (!shared) FUZZ_CHECK(c.tb[o].unchanged_from(tensor_bytes), "op %d: written past the end of output %d", op, o);
   }
-  if (bwd) {
-    expect_written(c.pdx, t.numel, "dx");
-    expect_written(c.pdg, t.c, "dgamma");
-    expect_written(c.pdb, t.c, "dbeta");
+  const bool stats_out[kChannels] = {false, false, c.train, c.train, c.train, c.train, c.back, c.back};
+  for (int i = 0; i < kChannels; ++i) {
+    if (!c.used_c[i]) continue;
+    if (!stats_out[i]) FUZZ_CHECK(c.cb[i].unchanged(), "op %d: per-channel input %d changed", op, i);
+    else FUZZ_CHECK(c.cb[i].unchanged_from(static_cast<size_t>(t.c) * sizeof(float)),
+                    "op %d: written past the end of per-channel output %d", op, i);
   }
-  // With one element, x + 1 is adjacent, not overlapping: that output owns x's guard.
-  const bool adjacent_into_x = t.numel == 1 && (c.ky == kPartial || c.kdx == kPartialX);
-  const bool adjacent_into_dy = t.numel == 1 && c.kdx == kPartial;
-  for (Buf* b : all)
-    if (!(b == &c.x && adjacent_into_x) && !(b == &c.dy && adjacent_into_dy)) expect_guard(*b);
+  for (int i : {pSM, pSI, pDG, pDB})
+    if (stats_out[i] && cp[i]) expect_written(cp[i], t.c, "a per-channel output");
+  if (t.dtype != BNORM_DTYPE_F32) return;  // 16-bit values: the unit tests check those
 
+  for (int o : outs)
+    if (o >= 0) expect_written(static_cast<const float*>(tp[o]), t.numel, "a tensor output");
   // Finite outputs wherever the channel's inputs are finite and moderate.
-  const std::vector<float>& xin = c.x.before;
+  const auto in = [&](int i) -> const std::vector<float>& { return c.tb[i].before; };
   const int64_t m = t.n * t.h * t.w;
   for (int64_t ch = 0; ch < t.c; ++ch) {
     const size_t cc = static_cast<size_t>(ch);
     bool mod = true;
     for (int64_t j = 0; j < m && mod; ++j) {
       const size_t o = static_cast<size_t>(offset(t, ch, j));
-      mod = moderate(xin[o]) && (!bwd || moderate(c.dy.before[o]));
+      // Values read through an alias come from the aliased buffer's snapshot.
+      const auto value = [&](int i) {
+        for (int k = 0; k < kTensors; ++k)
+          if (c.used_t[k] && tp[i] == c.tb[k].v.data()) return in(k)[o];
+        return in(i)[o];
+      };
+      mod = moderate(value(tX)) && (!c.back || moderate(value(tDY))) && (!tp[tZ] || !c.used_t[tZ] || moderate(value(tZ)));
     }
-    if (c.pgamma) mod = mod && moderate(c.gamma.before[cc]);
-    if (c.pbeta) mod = mod && moderate(c.beta.before[cc]);
-    if (train && c.prm) mod = mod && moderate(c.rm.before[cc]) && moderate(c.rv.before[cc]);
-    if (inf) mod = mod && moderate(c.rm.before[cc]) && moderate(c.rv.before[cc]) && c.rv.before[cc] >= 0.0f;
-    if (bwd) mod = mod && moderate(c.sm.before[cc]) && moderate(c.si.before[cc]);
+    for (int i : {pGamma, pBeta, pRM, pRV, pSM, pSI})  // the per-channel inputs
+      if (c.used_c[i] && cp[i] && !(c.train && (i == pSM || i == pSI))) mod = mod && moderate(c.cb[i].before[cc]);
+    if (c.infer) mod = mod && c.cb[pRV].before[cc] >= 0.0f;
     if (!mod) continue;
-    const float* out = bwd ? c.pdx : c.py;
-    for (int64_t j = 0; j < m; ++j) {
-      const float v = out[offset(t, ch, j)];
-      FUZZ_CHECK(std::isfinite(v), "op %d: non-finite output %g in channel %lld of moderate inputs", op,
-                 static_cast<double>(v), static_cast<long long>(ch));
+    for (int o : outs) {
+      if (o < 0 || !tp[o]) continue;
+      const float* out = static_cast<const float*>(tp[o]);
+      for (int64_t j = 0; j < m; ++j)
+        FUZZ_CHECK(std::isfinite(out[offset(t, ch, j)]), "op %d: non-finite output in channel %lld of moderate inputs",
+                   op, static_cast<long long>(ch));
     }
-    const auto finite_at = [&](const float* p, const char* name) {
-      FUZZ_CHECK(!p || std::isfinite(p[ch]), "op %d: %s[%lld] is not finite", op, name, static_cast<long long>(ch));
-    };
-    finite_at(c.psm, "save_mean");
-    finite_at(c.psi, "save_invstd");
-    if (train) finite_at(c.prm, "running_mean");
-    if (train) finite_at(c.prv, "running_var");
-    finite_at(c.pdg, "dgamma");
-    finite_at(c.pdb, "dbeta");
-    if (train && c.psi) FUZZ_CHECK(c.psi[ch] > 0.0f, "save_invstd[%lld] <= 0", static_cast<long long>(ch));
+    for (int i : {pSM, pSI, pRM, pRV, pDG, pDB})
+      if (stats_out[i] && cp[i])
+        FUZZ_CHECK(std::isfinite(cp[i][ch]), "op %d: per-channel output %d not finite in channel %lld", op, i,
+                   static_cast<long long>(ch));
+    if (c.train && cp[pSI]) FUZZ_CHECK(cp[pSI][ch] > 0.0f, "save_invstd[%lld] <= 0", static_cast<long long>(ch));
   }
 }
 
@@ -540,7 +544,7 @@ void run_queries(FuzzedDataProvider& f, bnorm_handle_t cpu, bool cuda) {
   const int layout = fuzz_enum(f, 2), dtype = f.ConsumeIntegralInRange<int>(0, 7) == 0 ? fuzz_enum(f, 3) : 0;
   c_caller_set_enums(&d, layout, dtype);
   const int64_t dims[4] = {d.n, d.c, d.h, d.w};
-  const bool desc_ok = model_numel(dims) > 0 && (layout == 0 || layout == 1) && dtype == BNORM_DTYPE_F32;
+  const bool desc_ok = model_numel(dims) > 0 && (layout == 0 || layout == 1) && dtype >= 0 && dtype <= 2;
   const int aligned = f.ConsumeBool();
 
   // Handles of any backend value (a CUDA one only where a device could exist), and the
