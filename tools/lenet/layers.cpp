@@ -25,9 +25,9 @@ Conv2d::Conv2d(Backend& be, ParamStore& ps, int64_t max_batch, Dims in, int64_t 
                int64_t kernel, bool bias)
     : Layer(be, max_batch, in, conv_out(in, out_channels, kernel)), ps_(ps), k_(kernel) {
   const ConvShape s = shape(max_batch);
-  // PyTorch's fans for a conv weight (K, C, k, k): C*k*k in, K*k*k out.
-  w_ = ps.declare(out_.c * s.col_rows(), Init::xavier_uniform, s.col_rows(), out_.c * k_ * k_);
-  if (bias) b_ = ps.declare(out_.c, Init::zeros);
+  // A conv weight (K, C, k, k) has fan-in C*k*k.
+  w_ = ps.declare(out_.c * s.col_rows(), Init::fan_in_uniform, s.col_rows());
+  if (bias) b_ = ps.declare(out_.c, Init::fan_in_uniform, s.col_rows());
   const int64_t col = max_batch * s.col_rows() * s.col_cols();
   col_ = Array<float>(be, col);
   dcol_ = Array<float>(be, col);
@@ -92,8 +92,8 @@ const float* Conv2d::backward(const float* dy, int64_t n) {
 Linear::Linear(Backend& be, ParamStore& ps, int64_t max_batch, Dims in, int64_t out_features,
                bool bias)
     : Layer(be, max_batch, in, Dims{out_features, 1, 1}), ps_(ps) {
-  w_ = ps.declare(out_features * in.size(), Init::xavier_uniform, in.size(), out_features);
-  if (bias) b_ = ps.declare(out_features, Init::zeros);
+  w_ = ps.declare(out_features * in.size(), Init::fan_in_uniform, in.size());
+  if (bias) b_ = ps.declare(out_features, Init::fan_in_uniform, in.size());
   y_ = Array<float>(be, max_batch * out_features);
   dx_ = Array<float>(be, max_batch * in.size());
 }
@@ -168,7 +168,7 @@ const float* BatchNorm::forward(const float* x, int64_t n, Mode mode) {
   last_forward_trained_ = mode == Mode::train;
   if (mode == Mode::train)
     check_bnorm(bnorm_forward_training(be_.bnorm(), &d, x, y_.data(), ps_.value(gamma_),
-                                       ps_.value(beta_), kMomentum, kEps, running_mean_.data(),
+                                       ps_.value(beta_), momentum_, kEps, running_mean_.data(),
                                        running_var_.data(), save_mean_.data(), save_invstd_.data()),
                 "bnorm_forward_training");
   else

@@ -96,13 +96,16 @@ class Linear final : public Layer {
 // (batch statistics, running statistics updated), running statistics in evaluation.
 class BatchNorm final : public Layer {
  public:
-  static constexpr float kMomentum = 0.1f;  // PyTorch's convention (bnorm.h)
+  static constexpr float kMomentum = 0.1f;  // PyTorch's default and convention (bnorm.h)
   static constexpr float kEps = 1e-5f;
 
   BatchNorm(Backend& be, ParamStore& ps, int64_t max_batch, Dims in);
   std::string name() const override;
   const float* forward(const float* x, int64_t n, Mode mode) override;
   const float* backward(const float* dy, int64_t n) override;
+
+  // The running-statistics momentum of the following training-mode forwards.
+  void set_momentum(float m) { momentum_ = m; }
 
   int64_t gamma_offset() const { return gamma_; }
   int64_t beta_offset() const { return beta_; }
@@ -116,6 +119,7 @@ class BatchNorm final : public Layer {
   int64_t gamma_ = -1, beta_ = -1;
   const float* x_ = nullptr;
   bool last_forward_trained_ = false;
+  float momentum_ = kMomentum;
   Array<float> running_mean_, running_var_, save_mean_, save_invstd_;
   Array<float> y_, dx_;
 };

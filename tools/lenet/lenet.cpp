@@ -53,6 +53,18 @@ void LeNet::evaluate(const float* x, const int32_t* labels, int64_t n) {
   be_.softmax_cross_entropy(n, kClasses, logits, labels, nullptr, totals_.data());
 }
 
+void LeNet::recalibrate(const float* x, int64_t n) {
+  ++recalibration_batches_;
+  // The k-th batch's statistics enter with weight 1/k: the first replaces the EMA,
+  // and after k batches the running statistics are their average.
+  for (auto& layer : layers_)
+    if (auto* bn = dynamic_cast<BatchNorm*>(layer.get()))
+      bn->set_momentum(1.0f / static_cast<float>(recalibration_batches_));
+  forward(x, n, Mode::train);
+  for (auto& layer : layers_)
+    if (auto* bn = dynamic_cast<BatchNorm*>(layer.get())) bn->set_momentum(BatchNorm::kMomentum);
+}
+
 Totals LeNet::totals() const {
   const std::vector<double> t = totals_.download();
   return {t[0], t[1]};

@@ -36,9 +36,12 @@ std::string usage(const char* program) {
 Trains BN-LeNet on Fashion-MNIST with bnorm's batch norm and prints one line per epoch.
   --epochs N            epochs (default 10)
   --batch N             mini-batch size, >= 2 (default 128)
-  --lr X                SGD learning rate (default 0.1; BN-LeNet tolerates 0.1 to 1.0)
+  --lr X                SGD learning rate (default 1.0; BN-LeNet tolerates 0.1 to 1.0)
   --seed N              seed of the weights and the shuffling (default 42)
   --no-bn               the same network without batch norm (biases instead)
+  --precise-bn N        before each evaluation, set BN's running statistics to the
+                        average over N training batches under the current weights
+                        (default 50; 0: evaluate with the training EMA, momentum 0.1)
   --train-limit N       train on the first N training images only
   --test-limit N        test on the first N test images only
   --csv FILE            write one row per epoch to FILE
@@ -61,7 +64,7 @@ std::string parse_options(int argc, const char* const* argv, Options* out) {
       continue;
     }
     static const char* const kWithValue[] = {"--epochs", "--batch", "--lr", "--seed",
-                                             "--train-limit", "--test-limit", "--csv",
+                                             "--train-limit", "--test-limit", "--csv", "--precise-bn",
                                              "--device", "--data", "--require-test-acc"};
     bool known = false;
     for (const char* name : kWithValue) known = known || arg == name;
@@ -89,6 +92,9 @@ std::string parse_options(int argc, const char* const* argv, Options* out) {
       if (!parse_int(v, 1, std::numeric_limits<int32_t>::max(), &n))
         return bad + ": expected an integer >= 1";
       (arg == "--train-limit" ? out->train_limit : out->test_limit) = n;
+    } else if (arg == "--precise-bn") {
+      if (!parse_int(v, 0, 1 << 20, &n)) return bad + ": expected an integer >= 0";
+      out->precise_bn = n;
     } else if (arg == "--csv") {
       out->csv = v;
     } else if (arg == "--device") {

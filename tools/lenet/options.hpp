@@ -11,9 +11,10 @@ enum class DeviceChoice { automatic, cpu, cuda };
 struct Options {
   int epochs = 10;
   int64_t batch = 128;
-  float lr = 0.1f;
+  float lr = 1.0f;  // see README: 0.1 reaches 0.876 in ten epochs, 1.0 0.89
   uint32_t seed = 42;
   bool batch_norm = true;
+  int64_t precise_bn = 50;  // batches; 0: evaluate with the training EMA
   int64_t train_limit = 0;  // 0: the whole split
   int64_t test_limit = 0;
   std::string csv;          // empty: no CSV

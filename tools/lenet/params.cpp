@@ -15,13 +15,13 @@ namespace {
 constexpr int64_t kAlignFloats = 4;
 }  // namespace
 
-int64_t ParamStore::declare(int64_t count, Init init, int64_t fan_in, int64_t fan_out) {
+int64_t ParamStore::declare(int64_t count, Init init, int64_t fan_in) {
   if (materialized_) throw std::logic_error("ParamStore::declare after materialize");
   if (count <= 0) throw std::logic_error("ParamStore::declare: count must be positive");
-  if (init == Init::xavier_uniform && fan_in + fan_out <= 0)
-    throw std::logic_error("ParamStore::declare: xavier_uniform needs fan_in + fan_out > 0");
+  if (init == Init::fan_in_uniform && fan_in <= 0)
+    throw std::logic_error("ParamStore::declare: fan_in_uniform needs fan_in > 0");
   const int64_t offset = size_;
-  specs_.push_back({offset, count, init, fan_in, fan_out});
+  specs_.push_back({offset, count, init, fan_in});
   size_ = (offset + count + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
   return offset;
 }
@@ -35,9 +35,9 @@ void ParamStore::materialize(Backend& be, uint32_t seed) {
     switch (s.init) {
       case Init::zeros: break;
       case Init::ones: std::fill(v, v + s.count, 1.0f); break;
-      case Init::xavier_uniform: {
-        const float a = std::sqrt(6.0f / static_cast<float>(s.fan_in + s.fan_out));
-        for (int64_t i = 0; i < s.count; ++i) v[i] = uniform(rng, -a, a);
+      case Init::fan_in_uniform: {
+        const float b = 1.0f / std::sqrt(static_cast<float>(s.fan_in));
+        for (int64_t i = 0; i < s.count; ++i) v[i] = uniform(rng, -b, b);
         break;
       }
     }
