@@ -3,9 +3,10 @@
 //
 // LeNet's tensors are small (the largest activation is 128 x 6 x 24 x 24 = 442k floats),
 // so every kernel here is launch-bound: they are simple one-thread-per-output kernels
-// with grid-stride loops, and none uses atomics, so a run is bitwise repeatable on a
-// given GPU. Every CUDA and cuBLAS status is checked; a kernel launch is checked with
-// cudaGetLastError (launch errors; faults surface at the next synchronizing call).
+// with grid-stride loops. None uses atomics: they add no run-to-run variation (cuBLAS
+// on one stream adds none either). Every CUDA and cuBLAS status is checked; a launch is
+// checked with cudaGetLastError (a fault in a kernel surfaces at the next synchronizing
+// call, which is checked too).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
