@@ -7,8 +7,8 @@
 // Conventions: every pointer is in the backend's memory (device memory for CUDA);
 // tensors are dense, row-major, NCHW; sizes are int64_t (the largest product here is
 // the 60000 x 784 training set, and sizes should never be the thing that overflows).
-// Calls are asynchronous on the CUDA backend (one stream, in order), so only download()
-// and synchronize() wait. Errors throw std::runtime_error with the failing call named.
+// Calls are asynchronous on the CUDA backend (one stream, in order); upload() and
+// download() wait. Errors throw std::runtime_error with the failing call named.
 #pragma once
 
 #include <cstddef>
@@ -79,10 +79,10 @@ class Backend {
   // ---- memory --------------------------------------------------------------------
   virtual void* allocate(size_t bytes) = 0;
   virtual void release(void* p) noexcept = 0;
+  // Both wait for the copy: the host buffer is free (upload) or filled (download).
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
-  virtual void download(void* host_dst, const void* src, size_t bytes) = 0;  // waits
+  virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void zero(void* p, size_t bytes) = 0;
-  virtual void synchronize() = 0;
 
   // ---- BLAS ----------------------------------------------------------------------
   virtual void gemm(const Gemm& g) = 0;
@@ -102,8 +102,8 @@ class Backend {
 
   // ---- per-channel and elementwise -------------------------------------------------
   // y viewed as (outer, channels, inner): y[o][c][i] += bias[c].
-  virtual void add_channel_bias(int64_t outer, int64_t channels, int64_t inner,
-                                const float* bias, float* y) = 0;
+  virtual void add_channel_bias(int64_t outer, int64_t channels, int64_t inner, const float* bias,
+                                float* y) = 0;
   // sums[c] = sum over o, i of x[o][c][i] (bias gradients; reducing per-image partials).
   virtual void channel_sum(int64_t outer, int64_t channels, int64_t inner, const float* x,
                            float* sums) = 0;
@@ -113,16 +113,14 @@ class Backend {
 
   // ---- data and loss ---------------------------------------------------------------
   // dst[i] = src[index[i]] for rows of row_len floats, and the same for the labels.
-  virtual void gather_rows(int64_t count, int64_t row_len, const int32_t* index,
-                           const float* src, const int32_t* src_labels, float* dst,
-                           int32_t* dst_labels) = 0;
+  virtual void gather_rows(int64_t count, int64_t row_len, const int32_t* index, const float* src,
+                           const int32_t* src_labels, float* dst, int32_t* dst_labels) = 0;
   // Softmax cross-entropy of n rows of `classes` logits, mean over the rows.
   // dlogits (may be null: evaluation) = (softmax - onehot) / n.
   // totals[0] += sum of the per-row losses, totals[1] += rows whose argmax is the label.
   // totals are double: a 60000-image epoch sum must not lose the last rows' digits.
   virtual void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
-                                     const int32_t* labels, float* dlogits,
-                                     double* totals) = 0;
+                                     const int32_t* labels, float* dlogits, double* totals) = 0;
 
  protected:
   // Takes ownership of the handle.

@@ -30,10 +30,11 @@ class CpuBackend final : public Backend {
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void zero(void* p, size_t bytes) override { std::memset(p, 0, bytes); }
-  void synchronize() override {}
 
   void gemm(const Gemm& g) override { cpu::gemm(g); }
-  void axpy(int64_t n, float alpha, const float* x, float* y) override { cpu::axpy(n, alpha, x, y); }
+  void axpy(int64_t n, float alpha, const float* x, float* y) override {
+    cpu::axpy(n, alpha, x, y);
+  }
 
   void im2col(const ConvShape& s, const float* x, float* col) override {
     const int64_t oh = s.out_h(), ow = s.out_w();
@@ -62,8 +63,7 @@ class CpuBackend final : public Backend {
             }
   }
 
-  void avgpool2x2_forward(int64_t planes, int64_t h, int64_t w, const float* x,
-                          float* y) override {
+  void avgpool2x2_forward(int64_t planes, int64_t h, int64_t w, const float* x, float* y) override {
     for (int64_t p = 0; p < planes; ++p, x += h * w)
       for (int64_t i = 0; i < h / 2; ++i)
         for (int64_t j = 0; j < w / 2; ++j) {
@@ -112,8 +112,8 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
-                             const int32_t* labels, float* dlogits, double* totals) override {
+  void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits, const int32_t* labels,
+                             float* dlogits, double* totals) override {
     double loss = 0.0;
     int64_t correct = 0;
     for (int64_t r = 0; r < n; ++r) {

@@ -10,9 +10,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include <cub/block/block_reduce.cuh>
-
 #include <algorithm>
+#include <cub/block/block_reduce.cuh>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -49,8 +48,8 @@ unsigned blocks_for(int64_t n) {
   return static_cast<unsigned>(std::clamp<int64_t>(b, 1, 65536));
 }
 
-#define LENET_GRID_STRIDE(i, n)                                                        \
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < (n);           \
+#define LENET_GRID_STRIDE(i, n)                                             \
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < (n); \
        i += int64_t{gridDim.x} * blockDim.x)
 
 // ---- kernels ---------------------------------------------------------------------
@@ -138,9 +137,10 @@ __global__ void sigmoid_backward_kernel(int64_t n, const float* __restrict__ y,
   LENET_GRID_STRIDE(i, n) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
 }
 
-__global__ void gather_rows_kernel(int64_t count, int64_t row_len, const int32_t* __restrict__ index,
-                                   const float* __restrict__ src, const int32_t* __restrict__ src_labels,
-                                   float* __restrict__ dst, int32_t* __restrict__ dst_labels) {
+__global__ void gather_rows_kernel(int64_t count, int64_t row_len,
+                                   const int32_t* __restrict__ index, const float* __restrict__ src,
+                                   const int32_t* __restrict__ src_labels, float* __restrict__ dst,
+                                   int32_t* __restrict__ dst_labels) {
   LENET_GRID_STRIDE(e, count * row_len) {
     const int64_t r = e / row_len, j = e % row_len;
     const int64_t from = index[r];
@@ -214,19 +214,19 @@ class CudaBackend final : public Backend {
   void release(void* p) noexcept override { cudaFree(p); }
 
   void upload(void* dst, const void* src, size_t bytes) override {
-    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync(H2D)");
+    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_),
+               "cudaMemcpyAsync(H2D)");
     // The caller may free or reuse its host buffer as soon as we return.
     synchronize();
   }
   void download(void* dst, const void* src, size_t bytes) override {
-    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(D2H)");
+    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
+               "cudaMemcpyAsync(D2H)");
     synchronize();
   }
   void zero(void* p, size_t bytes) override {
     check_cuda(cudaMemsetAsync(p, 0, bytes, stream_), "cudaMemsetAsync");
   }
-  void synchronize() override { check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
-
   void gemm(const Gemm& g) override {
     // cuBLAS is column-major: a row-major C = op(A) op(B) is the column-major
     // C^T = op(B)^T op(A)^T, so pass B first and swap m and n.
@@ -244,7 +244,8 @@ class CudaBackend final : public Backend {
   }
 
   void im2col(const ConvShape& s, const float* x, float* col) override {
-    im2col_kernel<<<blocks_for(s.n * s.col_rows() * s.col_cols()), kThreads, 0, stream_>>>(s, x, col);
+    im2col_kernel<<<blocks_for(s.n * s.col_rows() * s.col_cols()), kThreads, 0, stream_>>>(s, x,
+                                                                                           col);
     check_launch("im2col_kernel");
   }
   void col2im(const ConvShape& s, const float* col, float* dx) override {
@@ -289,14 +290,16 @@ class CudaBackend final : public Backend {
         count, row_len, index, src, src_labels, dst, dst_labels);
     check_launch("gather_rows_kernel");
   }
-  void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
-                             const int32_t* labels, float* dlogits, double* totals) override {
+  void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits, const int32_t* labels,
+                             float* dlogits, double* totals) override {
     softmax_cross_entropy_kernel<<<1, kThreads, 0, stream_>>>(n, classes, logits, labels, dlogits,
                                                               totals);
     check_launch("softmax_cross_entropy_kernel");
   }
 
  private:
+  void synchronize() { check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
+
   void set_up() {
     check_cuda(cudaSetDevice(0), "cudaSetDevice");
     cudaDeviceProp prop{};

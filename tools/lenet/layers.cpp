@@ -172,10 +172,10 @@ const float* BatchNorm::forward(const float* x, int64_t n, Mode mode) {
                                        running_var_.data(), save_mean_.data(), save_invstd_.data()),
                 "bnorm_forward_training");
   else
-    check_bnorm(bnorm_forward_inference(be_.bnorm(), &d, x, y_.data(), ps_.value(gamma_),
-                                        ps_.value(beta_), running_mean_.data(),
-                                        running_var_.data(), kEps),
-                "bnorm_forward_inference");
+    check_bnorm(
+        bnorm_forward_inference(be_.bnorm(), &d, x, y_.data(), ps_.value(gamma_), ps_.value(beta_),
+                                running_mean_.data(), running_var_.data(), kEps),
+        "bnorm_forward_inference");
   return y_.data();
 }
 
@@ -194,9 +194,7 @@ const float* BatchNorm::backward(const float* dy, int64_t n) {
 // ---- Sigmoid -------------------------------------------------------------------------
 
 Sigmoid::Sigmoid(Backend& be, int64_t max_batch, Dims in)
-    : Layer(be, max_batch, in, in),
-      y_(be, max_batch * in.size()),
-      dx_(be, max_batch * in.size()) {}
+    : Layer(be, max_batch, in, in), y_(be, max_batch * in.size()), dx_(be, max_batch * in.size()) {}
 
 const float* Sigmoid::forward(const float* x, int64_t n, Mode) {
   check_batch(n);

@@ -64,8 +64,6 @@ class Conv2d final : public Layer {
   const float* forward(const float* x, int64_t n, Mode mode) override;
   const float* backward(const float* dy, int64_t n) override;
 
-  int64_t weight_offset() const { return w_; }
-
  private:
   ConvShape shape(int64_t n) const { return {n, in_.c, in_.h, in_.w, k_}; }
 
@@ -79,8 +77,7 @@ class Conv2d final : public Layer {
 // Fully connected: Y (N x out) = X (N x in) * W^T, W stored (out x in) as in PyTorch.
 class Linear final : public Layer {
  public:
-  Linear(Backend& be, ParamStore& ps, int64_t max_batch, Dims in, int64_t out_features,
-         bool bias);
+  Linear(Backend& be, ParamStore& ps, int64_t max_batch, Dims in, int64_t out_features, bool bias);
   std::string name() const override;
   const float* forward(const float* x, int64_t n, Mode mode) override;
   const float* backward(const float* dy, int64_t n) override;
@@ -109,8 +106,6 @@ class BatchNorm final : public Layer {
 
   int64_t gamma_offset() const { return gamma_; }
   int64_t beta_offset() const { return beta_; }
-  Array<float>& running_mean() { return running_mean_; }
-  Array<float>& running_var() { return running_var_; }
 
  private:
   bnorm_tensor_t desc(int64_t n) const;

@@ -6,11 +6,13 @@
 namespace lenet {
 
 LeNet::LeNet(Backend& be, const LeNetConfig& cfg)
-    : be_(be), cfg_(cfg), dlogits_(be, cfg.max_batch * kClasses), totals_(be, 2) {
+    : be_(be), dlogits_(be, cfg.max_batch * kClasses), totals_(be, 2) {
   const int64_t nb = cfg.max_batch;
   const bool bn = cfg.batch_norm;
   // Each layer's input dimensions are the previous layer's output.
-  auto in = [&] { return layers_.empty() ? Dims{1, kImageSide, kImageSide} : layers_.back()->out_dims(); };
+  auto in = [&] {
+    return layers_.empty() ? Dims{1, kImageSide, kImageSide} : layers_.back()->out_dims();
+  };
   auto push = [&](std::unique_ptr<Layer> layer) { layers_.push_back(std::move(layer)); };
 
   for (int64_t channels : {6, 16}) {

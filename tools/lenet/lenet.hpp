@@ -50,7 +50,7 @@ class LeNet {
   // average of the batch statistics of the batches passed to recalibrate() since
   // begin_recalibration(). Training keeps its EMA (momentum 0.1), which lags weights
   // that move quickly: here it put channel means up to 0.4 sd and variances up to a
-  // factor 1.9 off, and test accuracy from one epoch to the next swung by 3 points.
+  // factor 1.9 off, and cost up to 4 points of test accuracy (RESULTS.md).
   // Goes through bnorm_forward_training with momentum 1/k for the k-th batch; the
   // parameters are not touched.
   void begin_recalibration() { recalibration_batches_ = 0; }
@@ -60,7 +60,6 @@ class LeNet {
   Totals totals() const;  // waits for the queued work
 
   ParamStore& params() { return params_; }
-  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
   // The first batch-norm layer, or nullptr without BN.
   BatchNorm* first_batch_norm() const;
 
@@ -68,7 +67,6 @@ class LeNet {
   const float* forward(const float* x, int64_t n, Mode mode);
 
   Backend& be_;
-  const LeNetConfig cfg_;
   ParamStore params_;
   std::vector<std::unique_ptr<Layer>> layers_;
   Array<float> dlogits_;

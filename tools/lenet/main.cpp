@@ -10,10 +10,10 @@
 #include <cstdio>
 #include <exception>
 #include <numeric>
-#include <stdexcept>
-#include <tuple>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "backend.hpp"
@@ -87,8 +87,8 @@ void print_first(const char* what, const std::vector<float>& params, int64_t off
 
 int run(const Options& opt) {
   Split train, test;
-  for (auto [split, prefix, limit] : {std::tuple{&train, "train", opt.train_limit},
-                                      std::tuple{&test, "t10k", opt.test_limit}}) {
+  for (auto [split, prefix, limit] :
+       {std::tuple{&train, "train", opt.train_limit}, std::tuple{&test, "t10k", opt.test_limit}}) {
     const std::string err = load_split(opt.data_dir, prefix, limit, split);
     if (!err.empty()) {
       std::fprintf(stderr, "error: %s\n", err.c_str());
@@ -103,12 +103,13 @@ int run(const Options& opt) {
   }
 
   const std::unique_ptr<Backend> be = choose_backend(opt.device);
-  std::printf("bnorm-lenet: %s | bn=%s precise_bn=%lld epochs=%d batch=%lld lr=%g seed=%u "
-              "train=%lld test=%lld\n",
-              be->description().c_str(), opt.batch_norm ? "on" : "off",
-              static_cast<long long>(opt.batch_norm ? opt.precise_bn : 0), opt.epochs,
-              static_cast<long long>(opt.batch), static_cast<double>(opt.lr), opt.seed,
-              static_cast<long long>(train.count), static_cast<long long>(test.count));
+  std::printf(
+      "bnorm-lenet: %s | bn=%s precise_bn=%lld epochs=%d batch=%lld lr=%g seed=%u "
+      "train=%lld test=%lld\n",
+      be->description().c_str(), opt.batch_norm ? "on" : "off",
+      static_cast<long long>(opt.batch_norm ? opt.precise_bn : 0), opt.epochs,
+      static_cast<long long>(opt.batch), static_cast<double>(opt.lr), opt.seed,
+      static_cast<long long>(train.count), static_cast<long long>(test.count));
 
   const DeviceSplit train_d(*be, train), test_d(*be, test);
   Array<int32_t> order_d(*be, train.count);

@@ -63,9 +63,9 @@ std::string parse_options(int argc, const char* const* argv, Options* out) {
       out->batch_norm = false;
       continue;
     }
-    static const char* const kWithValue[] = {"--epochs", "--batch", "--lr", "--seed",
-                                             "--train-limit", "--test-limit", "--csv", "--precise-bn",
-                                             "--device", "--data", "--require-test-acc"};
+    static const char* const kWithValue[] = {
+        "--epochs", "--batch",      "--lr",     "--seed", "--train-limit",     "--test-limit",
+        "--csv",    "--precise-bn", "--device", "--data", "--require-test-acc"};
     bool known = false;
     for (const char* name : kWithValue) known = known || arg == name;
     if (!known) return "unknown option " + arg + " (see --help)";
@@ -99,10 +99,14 @@ std::string parse_options(int argc, const char* const* argv, Options* out) {
       out->csv = v;
     } else if (arg == "--device") {
       const std::string d = v;
-      if (d == "auto") out->device = DeviceChoice::automatic;
-      else if (d == "cpu") out->device = DeviceChoice::cpu;
-      else if (d == "cuda" || d == "gpu") out->device = DeviceChoice::cuda;
-      else return bad + ": expected cpu, cuda or auto";
+      if (d == "auto")
+        out->device = DeviceChoice::automatic;
+      else if (d == "cpu")
+        out->device = DeviceChoice::cpu;
+      else if (d == "cuda" || d == "gpu")
+        out->device = DeviceChoice::cuda;
+      else
+        return bad + ": expected cpu, cuda or auto";
     } else if (arg == "--data") {
       out->data_dir = v;
     } else if (arg == "--require-test-acc") {

@@ -33,8 +33,11 @@ void ParamStore::materialize(Backend& be, uint32_t seed) {
   for (const Spec& s : specs_) {
     float* v = host.data() + s.offset;
     switch (s.init) {
-      case Init::zeros: break;
-      case Init::ones: std::fill(v, v + s.count, 1.0f); break;
+      case Init::zeros:
+        break;
+      case Init::ones:
+        std::fill(v, v + s.count, 1.0f);
+        break;
       case Init::fan_in_uniform: {
         const float b = 1.0f / std::sqrt(static_cast<float>(s.fan_in));
         for (int64_t i = 0; i < s.count; ++i) v[i] = uniform(rng, -b, b);

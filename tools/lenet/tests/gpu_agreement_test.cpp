@@ -65,9 +65,10 @@ class Agreement : public ::testing::Test {
 
   // Runs op(backend, inputs, output) on both backends with the same host inputs and
   // compares the outputs.
-  void compare_op(const std::vector<std::vector<float>>& inputs, int64_t out_size,
-                  const std::function<void(Backend&, std::vector<Array<float>>&, Array<float>&)>& op,
-                  const std::string& what) {
+  void compare_op(
+      const std::vector<std::vector<float>>& inputs, int64_t out_size,
+      const std::function<void(Backend&, std::vector<Array<float>>&, Array<float>&)>& op,
+      const std::string& what) {
     std::vector<float> results[2];
     Backend* backends[2] = {cpu_.get(), gpu_.get()};
     for (int b = 0; b < 2; ++b) {
@@ -94,52 +95,75 @@ TEST_F(Agreement, GemmAllTransposesBatched) {
     const bool ta = t & 1, tb = t & 2;
     const auto a = random_vector(batch * m * k, rng_), b = random_vector(batch * k * n, rng_);
     const auto c = random_vector(batch * m * n, rng_);
-    compare_op({a, b, c}, batch * m * n, [&](Backend& be, auto& in, Array<float>& out) {
-      be.upload(out.data(), c.data(), out.bytes());  // beta = 0.5 reads C
-      Gemm g;
-      g.trans_a = ta, g.trans_b = tb, g.m = m, g.n = n, g.k = k, g.alpha = 1.5f, g.beta = 0.5f;
-      g.a = in[0].data(), g.lda = ta ? m : k, g.stride_a = m * k;
-      g.b = in[1].data(), g.ldb = tb ? k : n, g.stride_b = k * n;
-      g.c = out.data(), g.ldc = n, g.stride_c = m * n;
-      g.batch = batch;
-      be.gemm(g);
-    }, "gemm trans " + std::to_string(t));
+    compare_op(
+        {a, b, c}, batch * m * n,
+        [&](Backend& be, auto& in, Array<float>& out) {
+          be.upload(out.data(), c.data(), out.bytes());  // beta = 0.5 reads C
+          Gemm g;
+          g.trans_a = ta, g.trans_b = tb, g.m = m, g.n = n, g.k = k, g.alpha = 1.5f, g.beta = 0.5f;
+          g.a = in[0].data(), g.lda = ta ? m : k, g.stride_a = m * k;
+          g.b = in[1].data(), g.ldb = tb ? k : n, g.stride_b = k * n;
+          g.c = out.data(), g.ldc = n, g.stride_c = m * n;
+          g.batch = batch;
+          be.gemm(g);
+        },
+        "gemm trans " + std::to_string(t));
   }
 }
 
 TEST_F(Agreement, ConvolutionHelpers) {
   const ConvShape s{3, 2, 9, 7, 5};
   const int64_t col = s.n * s.col_rows() * s.col_cols(), img = s.n * s.c * s.h * s.w;
-  compare_op({random_vector(img, rng_)}, col,
-             [&](Backend& be, auto& in, Array<float>& out) { be.im2col(s, in[0].data(), out.data()); },
-             "im2col");
-  compare_op({random_vector(col, rng_)}, img,
-             [&](Backend& be, auto& in, Array<float>& out) { be.col2im(s, in[0].data(), out.data()); },
-             "col2im");
+  compare_op(
+      {random_vector(img, rng_)}, col,
+      [&](Backend& be, auto& in, Array<float>& out) { be.im2col(s, in[0].data(), out.data()); },
+      "im2col");
+  compare_op(
+      {random_vector(col, rng_)}, img,
+      [&](Backend& be, auto& in, Array<float>& out) { be.col2im(s, in[0].data(), out.data()); },
+      "col2im");
 }
 
 TEST_F(Agreement, ElementwiseAndReductions) {
   const int64_t planes = 5, h = 6, w = 10, size = planes * h * w;
   const auto x = random_vector(size, rng_, -5.0f, 5.0f), dy = random_vector(size, rng_);
-  compare_op({x}, size / 4, [&](Backend& be, auto& in, Array<float>& out) {
-    be.avgpool2x2_forward(planes, h, w, in[0].data(), out.data());
-  }, "avgpool forward");
-  compare_op({random_vector(size / 4, rng_)}, size, [&](Backend& be, auto& in, Array<float>& out) {
-    be.avgpool2x2_backward(planes, h, w, in[0].data(), out.data());
-  }, "avgpool backward");
-  compare_op({x}, size, [&](Backend& be, auto& in, Array<float>& out) {
-    be.sigmoid_forward(size, in[0].data(), out.data());
-  }, "sigmoid forward");
-  compare_op({x, dy}, size, [&](Backend& be, auto& in, Array<float>& out) {
-    be.sigmoid_backward(size, in[0].data(), in[1].data(), out.data());
-  }, "sigmoid backward");
-  compare_op({x, random_vector(h, rng_)}, size, [&](Backend& be, auto& in, Array<float>& out) {
-    be.upload(out.data(), x.data(), out.bytes());
-    be.add_channel_bias(planes, h, w, in[1].data(), out.data());
-  }, "add_channel_bias");
-  compare_op({x}, h, [&](Backend& be, auto& in, Array<float>& out) {
-    be.channel_sum(planes, h, w, in[0].data(), out.data());
-  }, "channel_sum");
+  compare_op(
+      {x}, size / 4,
+      [&](Backend& be, auto& in, Array<float>& out) {
+        be.avgpool2x2_forward(planes, h, w, in[0].data(), out.data());
+      },
+      "avgpool forward");
+  compare_op(
+      {random_vector(size / 4, rng_)}, size,
+      [&](Backend& be, auto& in, Array<float>& out) {
+        be.avgpool2x2_backward(planes, h, w, in[0].data(), out.data());
+      },
+      "avgpool backward");
+  compare_op(
+      {x}, size,
+      [&](Backend& be, auto& in, Array<float>& out) {
+        be.sigmoid_forward(size, in[0].data(), out.data());
+      },
+      "sigmoid forward");
+  compare_op(
+      {x, dy}, size,
+      [&](Backend& be, auto& in, Array<float>& out) {
+        be.sigmoid_backward(size, in[0].data(), in[1].data(), out.data());
+      },
+      "sigmoid backward");
+  compare_op(
+      {x, random_vector(h, rng_)}, size,
+      [&](Backend& be, auto& in, Array<float>& out) {
+        be.upload(out.data(), x.data(), out.bytes());
+        be.add_channel_bias(planes, h, w, in[1].data(), out.data());
+      },
+      "add_channel_bias");
+  compare_op(
+      {x}, h,
+      [&](Backend& be, auto& in, Array<float>& out) {
+        be.channel_sum(planes, h, w, in[0].data(), out.data());
+      },
+      "channel_sum");
 }
 
 TEST_F(Agreement, GatherAndLoss) {
@@ -147,7 +171,8 @@ TEST_F(Agreement, GatherAndLoss) {
   std::vector<int32_t> index(static_cast<size_t>(n)), labels(static_cast<size_t>(rows));
   for (auto& i : index) i = static_cast<int32_t>(uniform_below(rng_, rows));
   for (auto& l : labels) l = static_cast<int32_t>(uniform_below(rng_, classes));
-  const auto src = random_vector(rows * row_len, rng_), logits = random_vector(n * classes, rng_, -4, 4);
+  const auto src = random_vector(rows * row_len, rng_),
+             logits = random_vector(n * classes, rng_, -4, 4);
 
   std::vector<float> gathered[2], dlogits[2];
   std::vector<int32_t> gathered_labels[2];
@@ -155,7 +180,8 @@ TEST_F(Agreement, GatherAndLoss) {
   Backend* backends[2] = {cpu_.get(), gpu_.get()};
   for (int b = 0; b < 2; ++b) {
     Backend& be = *backends[b];
-    Array<float> src_d(be, rows * row_len), dst_d(be, n * row_len), z_d(be, n * classes), dz_d(be, n * classes);
+    Array<float> src_d(be, rows * row_len), dst_d(be, n * row_len), z_d(be, n * classes),
+        dz_d(be, n * classes);
     Array<int32_t> index_d(be, n), labels_d(be, rows), dst_labels_d(be, n);
     Array<double> totals_d(be, 2);
     src_d.upload(src), index_d.upload(index), labels_d.upload(labels), z_d.upload(logits);
@@ -163,7 +189,8 @@ TEST_F(Agreement, GatherAndLoss) {
     be.gather_rows(n, row_len, index_d.data(), src_d.data(), labels_d.data(), dst_d.data(),
                    dst_labels_d.data());
     // The loss reads the gathered labels, as in training.
-    be.softmax_cross_entropy(n, classes, z_d.data(), dst_labels_d.data(), dz_d.data(), totals_d.data());
+    be.softmax_cross_entropy(n, classes, z_d.data(), dst_labels_d.data(), dz_d.data(),
+                             totals_d.data());
     gathered[b] = dst_d.download(), gathered_labels[b] = dst_labels_d.download();
     dlogits[b] = dz_d.download(), totals[b] = totals_d.download();
   }
@@ -190,7 +217,8 @@ void compare_layer(Backend& cpu, Backend& gpu, int64_t n, Dims in, MakeLayer mak
     ps.materialize(*backends[b], 29);
     name = layer->name();
     if (dy.empty()) dy = random_vector(n * layer->out_dims().size(), rng);
-    Array<float> x_d(*backends[b], static_cast<int64_t>(x.size())), dy_d(*backends[b], static_cast<int64_t>(dy.size()));
+    Array<float> x_d(*backends[b], static_cast<int64_t>(x.size())),
+        dy_d(*backends[b], static_cast<int64_t>(dy.size()));
     x_d.upload(x), dy_d.upload(dy);
     const float* y_d = layer->forward(x_d.data(), n, Mode::train);
     y[b].resize(dy.size());

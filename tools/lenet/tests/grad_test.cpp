@@ -81,7 +81,8 @@ class GradCheck : public ::testing::Test {
     ps_.values().upload(random_vector(ps_.size(), rng));
     std::vector<float> x = random_vector(n * layer.in_dims().size(), rng, x_lo, x_hi);
     std::vector<float> r = random_vector(n * layer.out_dims().size(), rng);
-    Array<float> x_d(*be_, static_cast<int64_t>(x.size())), r_d(*be_, static_cast<int64_t>(r.size()));
+    Array<float> x_d(*be_, static_cast<int64_t>(x.size())),
+        r_d(*be_, static_cast<int64_t>(r.size()));
     x_d.upload(x);
     r_d.upload(r);
 

@@ -1,5 +1,7 @@
 // The IDX reader and the split checks on malformed input: every bad file is an error
 // message, never a crash, an exception, or a huge allocation.
+#include "idx.hpp"
+
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "dataset.hpp"
-#include "idx.hpp"
 
 namespace lenet {
 namespace {
@@ -49,7 +50,8 @@ TEST(Idx, RejectsEveryTruncation) {
   const std::vector<uint8_t> full = idx_bytes({4, 5}, 20);
   for (size_t len = 0; len < full.size(); ++len) {
     const std::vector<uint8_t> cut(full.begin(), full.begin() + len);
-    EXPECT_NE(parse(cut).find("truncated"), std::string::npos) << "length " << len << ": " << parse(cut);
+    EXPECT_NE(parse(cut).find("truncated"), std::string::npos)
+        << "length " << len << ": " << parse(cut);
   }
 }
 
@@ -61,9 +63,9 @@ TEST(Idx, RejectsTrailingBytes) {
 
 TEST(Idx, HugeDimensionsDoNotAllocate) {
   // 2^128 values claimed by a 20-byte file: the size check comes before any allocation.
-  EXPECT_NE(parse(idx_bytes({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, 4))
-                .find("truncated"),
-            std::string::npos);
+  EXPECT_NE(
+      parse(idx_bytes({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, 4)).find("truncated"),
+      std::string::npos);
 }
 
 TEST(Idx, RandomBytesNeverCrash) {
@@ -140,7 +142,8 @@ class GzipFile : public ::testing::Test {
   void write(const std::vector<uint8_t>& data) {
     gzFile f = gzopen(path_.c_str(), "wb");
     ASSERT_NE(f, nullptr);
-    ASSERT_EQ(gzwrite(f, data.data(), static_cast<unsigned>(data.size())), static_cast<int>(data.size()));
+    ASSERT_EQ(gzwrite(f, data.data(), static_cast<unsigned>(data.size())),
+              static_cast<int>(data.size()));
     ASSERT_EQ(gzclose(f), Z_OK);
   }
   void truncate_to(size_t bytes) {
