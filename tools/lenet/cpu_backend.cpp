@@ -88,12 +88,15 @@ class CpuBackend final : public Backend {
 
   void channel_sum(int64_t outer, int64_t channels, int64_t inner, const float* x,
                    float* sums) override {
-    // Double accumulators: the CPU side is the reference.
-    std::vector<double> acc(static_cast<size_t>(channels), 0.0);
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t c = 0; c < channels; ++c)
-        for (int64_t i = 0; i < inner; ++i) acc[c] += *x++;
-    for (int64_t c = 0; c < channels; ++c) sums[c] = static_cast<float>(acc[c]);
+    // A double accumulator: the CPU side is the reference.
+    for (int64_t c = 0; c < channels; ++c) {
+      double acc = 0.0;
+      for (int64_t o = 0; o < outer; ++o) {
+        const float* row = x + (o * channels + c) * inner;
+        for (int64_t i = 0; i < inner; ++i) acc += row[i];
+      }
+      sums[c] = static_cast<float>(acc);
+    }
   }
 
   void sigmoid_forward(int64_t n, const float* x, float* y) override {
