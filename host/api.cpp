@@ -55,6 +55,17 @@ Status require(const void* p, const char* name) {
 
 Status optional(const void* p, const char* name) { return p ? require(p, name) : ok_status(); }
 
+size_t elem_bytes(const bnorm_tensor_t& d) { return d.dtype == BNORM_DTYPE_F32 ? 4 : 2; }
+
+// A tensor pointer: present and aligned to its element.
+Status require_tensor(const void* p, const char* name, const bnorm_tensor_t& d) {
+  if (!p) return make_status(BNORM_STATUS_INVALID_VALUE, "%s is NULL", name);
+  if (reinterpret_cast<uintptr_t>(p) % elem_bytes(d) != 0)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "%s is not aligned to its %zu-byte elements", name,
+                       elem_bytes(d));
+  return ok_status();
+}
+
 // Overflow-safe product of positive sizes, capped well inside int64.
 bool checked_mul(int64_t a, int64_t b, int64_t* out) {
   constexpr int64_t kMax = int64_t{1} << 62;
@@ -81,9 +92,6 @@ Status check_desc(const bnorm_tensor_t* d) {
   if (d->dtype != BNORM_DTYPE_F32 && d->dtype != BNORM_DTYPE_F16 && d->dtype != BNORM_DTYPE_BF16)
     return make_status(BNORM_STATUS_INVALID_VALUE, "desc->dtype = %d is not a bnorm_dtype_t",
                        static_cast<int>(d->dtype));
-  if (d->dtype != BNORM_DTYPE_F32)
-    return make_status(BNORM_STATUS_NOT_SUPPORTED, "dtype %s is not implemented yet",
-                       d->dtype == BNORM_DTYPE_F16 ? "F16" : "BF16");
   return ok_status();
 }
 
@@ -94,10 +102,10 @@ Status check_eps(float eps) {
   return ok_status();
 }
 
-// Two tensors of numel floats may be the same buffer or disjoint, never partly overlap.
-Status check_overlap(const void* a, const char* an, const void* b, const char* bn, int64_t numel) {
+// Two tensors of d's size may be the same buffer or disjoint, never partly overlap.
+Status check_overlap(const void* a, const char* an, const void* b, const char* bn, const bnorm_tensor_t& d) {
   const uintptr_t pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
-  const uintptr_t bytes = static_cast<uintptr_t>(numel) * sizeof(float);
+  const uintptr_t bytes = static_cast<uintptr_t>(d.n * d.c * d.h * d.w) * elem_bytes(d);
   if (pa != pb && pa < pb + bytes && pb < pa + bytes)
     return make_status(BNORM_STATUS_INVALID_VALUE, "%s and %s partly overlap", an, bn);
   return ok_status();
@@ -119,14 +127,14 @@ bnorm::Problem make_problem(bnorm_op_t op, const bnorm_tensor_t& d, std::initial
   bnorm::Problem pr;
   pr.op = op;
   pr.desc = d;
-  pr.shape = bnorm::kern::Shape{d.n, d.c, d.h * d.w};
+  pr.shape = bnorm::kern::Shape{d.n, d.c, d.h * d.w, d.dtype == BNORM_DTYPE_F32   ? bnorm::kern::DType::F32
+                                                    : d.dtype == BNORM_DTYPE_F16 ? bnorm::kern::DType::F16
+                                                                                 : bnorm::kern::DType::BF16};
   pr.aligned16 = true;
   for (const void* t : tensors)
     if (reinterpret_cast<uintptr_t>(t) % 16 != 0) pr.aligned16 = false;
   return pr;
 }
-
-int64_t numel(const bnorm_tensor_t& d) { return d.n * d.c * d.h * d.w; }
 
 }  // namespace
 
@@ -207,111 +215,205 @@ bnorm_status_t bnorm_get_backend(bnorm_handle_t h, bnorm_backend_t* backend) {
   });
 }
 
-bnorm_status_t bnorm_forward_training(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x,
-                                      void* y, const float* gamma, const float* beta,
-                                      float momentum, float eps, float* running_mean,
-                                      float* running_var, float* save_mean, float* save_invstd) {
+}  // extern "C"
+
+namespace {
+
+Status check_act(bnorm_activation_t act) {
+  if (act != BNORM_ACTIVATION_IDENTITY && act != BNORM_ACTIVATION_RELU)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "act = %d is not a bnorm_activation_t", static_cast<int>(act));
+  return ok_status();
+}
+
+// The one implementation of each op; the plain and fused entry points differ only in
+// their NVTX range and in passing no z and no activation.
+Status forward_training(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, const void* z, void* y,
+                        const float* gamma, const float* beta, float momentum, float eps, float* running_mean,
+                        float* running_var, float* save_mean, float* save_invstd, bnorm_activation_t act) {
+  BNORM_TRY(check_handle(h));
+  BNORM_TRY(check_desc(d));
+  if (d->n * d->h * d->w < 2)
+    return make_status(BNORM_STATUS_INVALID_VALUE,
+                       "training needs at least 2 values per channel (n*h*w = 1): a single "
+                       "value has no variance");
+  BNORM_TRY(require_tensor(x, "x", *d));
+  BNORM_TRY(require_tensor(y, "y", *d));
+  if (z) BNORM_TRY(require_tensor(z, "z", *d));
+  BNORM_TRY(optional(gamma, "gamma"));
+  BNORM_TRY(optional(beta, "beta"));
+  BNORM_TRY(optional(running_mean, "running_mean"));
+  BNORM_TRY(optional(running_var, "running_var"));
+  BNORM_TRY(optional(save_mean, "save_mean"));
+  BNORM_TRY(optional(save_invstd, "save_invstd"));
+  BNORM_TRY(check_eps(eps));
+  BNORM_TRY(check_act(act));
+  if (!(momentum >= 0.0f && momentum <= 1.0f))
+    return make_status(BNORM_STATUS_INVALID_VALUE, "momentum = %g; it must lie in [0, 1]",
+                       static_cast<double>(momentum));
+  if ((running_mean == nullptr) != (running_var == nullptr))
+    return make_status(BNORM_STATUS_INVALID_VALUE,
+                       "running_mean and running_var must both be NULL or both be given");
+  BNORM_TRY(check_overlap(x, "x", y, "y", *d));
+  if (z) BNORM_TRY(check_overlap(z, "z", y, "y", *d));
+  BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {z, "z"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
+                                       {running_mean, "running_mean"}, {running_var, "running_var"},
+                                       {save_mean, "save_mean"}, {save_invstd, "save_invstd"}}));
+  const bool relu = act == BNORM_ACTIVATION_RELU;
+  if (h->backend == BNORM_BACKEND_CPU) {
+    bnorm::cpu::forward_training(*d, x, z, y, gamma, beta, momentum, eps, running_mean, running_var, save_mean,
+                                 save_invstd, relu);
+    return ok_status();
+  }
+  bnorm::OpArgs a;
+  a.fwd = {x, y, gamma, beta, momentum, eps, running_mean, running_var, save_mean, save_invstd, z, relu};
+  bnorm::Problem pr = make_problem(BNORM_OP_FORWARD_TRAINING, *d, {x, y, z ? z : x});
+  pr.relu = relu;
+  pr.add = z != nullptr;
+  return bnorm::cuda_run(h, pr, a);
+}
+
+Status forward_inference(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, const void* z, void* y,
+                         const float* gamma, const float* beta, const float* running_mean, const float* running_var,
+                         float eps, bnorm_activation_t act) {
+  BNORM_TRY(check_handle(h));
+  BNORM_TRY(check_desc(d));
+  BNORM_TRY(require_tensor(x, "x", *d));
+  BNORM_TRY(require_tensor(y, "y", *d));
+  if (z) BNORM_TRY(require_tensor(z, "z", *d));
+  BNORM_TRY(optional(gamma, "gamma"));
+  BNORM_TRY(optional(beta, "beta"));
+  BNORM_TRY(require(running_mean, "running_mean"));
+  BNORM_TRY(require(running_var, "running_var"));
+  BNORM_TRY(check_eps(eps));
+  BNORM_TRY(check_act(act));
+  BNORM_TRY(check_overlap(x, "x", y, "y", *d));
+  if (z) BNORM_TRY(check_overlap(z, "z", y, "y", *d));
+  BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {z, "z"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
+                                       {running_mean, "running_mean"}, {running_var, "running_var"}}));
+  const bool relu = act == BNORM_ACTIVATION_RELU;
+  if (h->backend == BNORM_BACKEND_CPU) {
+    bnorm::cpu::forward_inference(*d, x, z, y, gamma, beta, running_mean, running_var, eps, relu);
+    return ok_status();
+  }
+  bnorm::OpArgs a;
+  a.inf = {x, y, gamma, beta, running_mean, running_var, eps, z, relu};
+  bnorm::Problem pr = make_problem(BNORM_OP_FORWARD_INFERENCE, *d, {x, y, z ? z : x});
+  pr.relu = relu;
+  pr.add = z != nullptr;
+  return bnorm::cuda_run(h, pr, a);
+}
+
+Status backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, const void* y, const void* dy,
+                const float* gamma, const float* save_mean, const float* save_invstd, void* dx, void* dz,
+                float* dgamma, float* dbeta, bnorm_activation_t act) {
+  BNORM_TRY(check_handle(h));
+  BNORM_TRY(check_desc(d));
+  BNORM_TRY(check_act(act));
+  const bool relu = act == BNORM_ACTIVATION_RELU;
+  BNORM_TRY(require_tensor(x, "x", *d));
+  if (relu) BNORM_TRY(require_tensor(y, "y (the forward's output, the ReLU mask)", *d));
+  BNORM_TRY(require_tensor(dy, "dy", *d));
+  BNORM_TRY(optional(gamma, "gamma"));
+  BNORM_TRY(require(save_mean, "save_mean"));
+  BNORM_TRY(require(save_invstd, "save_invstd"));
+  BNORM_TRY(require_tensor(dx, "dx", *d));
+  if (dz) BNORM_TRY(require_tensor(dz, "dz", *d));
+  BNORM_TRY(optional(dgamma, "dgamma"));
+  BNORM_TRY(optional(dbeta, "dbeta"));
+  BNORM_TRY(check_overlap(dx, "dx", dy, "dy", *d));
+  if (dx == x) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias x (it may alias dy)");
+  BNORM_TRY(check_overlap(dx, "dx", x, "x", *d));
+  if (dz) {
+    if (dz == dx) return make_status(BNORM_STATUS_INVALID_VALUE, "dz must not alias dx");
+    if (dz == x || (relu && dz == y))
+      return make_status(BNORM_STATUS_INVALID_VALUE, "dz must not alias x or y (it may alias dy)");
+    BNORM_TRY(check_overlap(dz, "dz", dy, "dy", *d));
+    BNORM_TRY(check_overlap(dz, "dz", dx, "dx", *d));
+    BNORM_TRY(check_overlap(dz, "dz", x, "x", *d));
+  }
+  if (relu) {
+    if (dx == y) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias y");
+    BNORM_TRY(check_overlap(dx, "dx", y, "y", *d));
+  }
+  const void* mask = relu ? y : nullptr;
+  BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {mask, "y"}, {dy, "dy"}, {gamma, "gamma"},
+                                       {save_mean, "save_mean"}, {save_invstd, "save_invstd"},
+                                       {dx, "dx"}, {dz, "dz"}, {dgamma, "dgamma"}, {dbeta, "dbeta"}}));
+  if (h->backend == BNORM_BACKEND_CPU) {
+    bnorm::cpu::backward(*d, x, mask, dy, gamma, save_mean, save_invstd, dx, dz, dgamma, dbeta, relu);
+    return ok_status();
+  }
+  bnorm::OpArgs a;
+  a.bwd = {x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, mask, dz, relu};
+  bnorm::Problem pr = make_problem(BNORM_OP_BACKWARD, *d, {x, dy, dx, mask ? mask : x, dz ? dz : dx});
+  pr.relu = relu;
+  pr.add = dz != nullptr;
+  return bnorm::cuda_run(h, pr, a);
+}
+
+}  // namespace
+
+extern "C" {
+
+bnorm_status_t bnorm_forward_training(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x, void* y,
+                                      const float* gamma, const float* beta, float momentum, float eps,
+                                      float* running_mean, float* running_var, float* save_mean,
+                                      float* save_invstd) {
   BNORM_FUNC_RANGE();
-  return guarded(__func__, [&]() -> Status {
-    BNORM_TRY(check_handle(h));
-    BNORM_TRY(check_desc(d));
-    if (d->n * d->h * d->w < 2)
-      return make_status(BNORM_STATUS_INVALID_VALUE,
-                         "training needs at least 2 values per channel (n*h*w = 1): a single "
-                         "value has no variance");
-    BNORM_TRY(require(x, "x"));
-    BNORM_TRY(require(y, "y"));
-    BNORM_TRY(optional(gamma, "gamma"));
-    BNORM_TRY(optional(beta, "beta"));
-    BNORM_TRY(optional(running_mean, "running_mean"));
-    BNORM_TRY(optional(running_var, "running_var"));
-    BNORM_TRY(optional(save_mean, "save_mean"));
-    BNORM_TRY(optional(save_invstd, "save_invstd"));
-    BNORM_TRY(check_eps(eps));
-    if (!(momentum >= 0.0f && momentum <= 1.0f))
-      return make_status(BNORM_STATUS_INVALID_VALUE, "momentum = %g; it must lie in [0, 1]",
-                         static_cast<double>(momentum));
-    if ((running_mean == nullptr) != (running_var == nullptr))
-      return make_status(BNORM_STATUS_INVALID_VALUE,
-                         "running_mean and running_var must both be NULL or both be given");
-    BNORM_TRY(check_overlap(x, "x", y, "y", numel(*d)));
-    BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
-                                         {running_mean, "running_mean"}, {running_var, "running_var"},
-                                         {save_mean, "save_mean"}, {save_invstd, "save_invstd"}}));
-    if (h->backend == BNORM_BACKEND_CPU) {
-      bnorm::cpu::forward_training(*d, static_cast<const float*>(x), static_cast<float*>(y), gamma,
-                                   beta, momentum, eps, running_mean, running_var, save_mean,
-                                   save_invstd);
-      return ok_status();
-    }
-    bnorm::OpArgs a;
-    a.fwd = {static_cast<const float*>(x), static_cast<float*>(y), gamma, beta, momentum, eps,
-             running_mean, running_var, save_mean, save_invstd};
-    return bnorm::cuda_run(h, make_problem(BNORM_OP_FORWARD_TRAINING, *d, {x, y}), a);
+  return guarded(__func__, [&] {
+    return forward_training(h, d, x, nullptr, y, gamma, beta, momentum, eps, running_mean, running_var, save_mean,
+                            save_invstd, BNORM_ACTIVATION_IDENTITY);
   });
 }
 
-bnorm_status_t bnorm_forward_inference(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x,
-                                       void* y, const float* gamma, const float* beta,
-                                       const float* running_mean, const float* running_var,
-                                       float eps) {
+bnorm_status_t bnorm_forward_training_fused(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x, const void* z,
+                                            void* y, const float* gamma, const float* beta, float momentum,
+                                            float eps, float* running_mean, float* running_var, float* save_mean,
+                                            float* save_invstd, bnorm_activation_t act) {
   BNORM_FUNC_RANGE();
-  return guarded(__func__, [&]() -> Status {
-    BNORM_TRY(check_handle(h));
-    BNORM_TRY(check_desc(d));
-    BNORM_TRY(require(x, "x"));
-    BNORM_TRY(require(y, "y"));
-    BNORM_TRY(optional(gamma, "gamma"));
-    BNORM_TRY(optional(beta, "beta"));
-    BNORM_TRY(require(running_mean, "running_mean"));
-    BNORM_TRY(require(running_var, "running_var"));
-    BNORM_TRY(check_eps(eps));
-    BNORM_TRY(check_overlap(x, "x", y, "y", numel(*d)));
-    BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
-                                         {running_mean, "running_mean"}, {running_var, "running_var"}}));
-    if (h->backend == BNORM_BACKEND_CPU) {
-      bnorm::cpu::forward_inference(*d, static_cast<const float*>(x), static_cast<float*>(y), gamma,
-                                    beta, running_mean, running_var, eps);
-      return ok_status();
-    }
-    bnorm::OpArgs a;
-    a.inf = {static_cast<const float*>(x), static_cast<float*>(y), gamma, beta, running_mean,
-             running_var, eps};
-    return bnorm::cuda_run(h, make_problem(BNORM_OP_FORWARD_INFERENCE, *d, {x, y}), a);
+  return guarded(__func__, [&] {
+    return forward_training(h, d, x, z, y, gamma, beta, momentum, eps, running_mean, running_var, save_mean,
+                            save_invstd, act);
   });
 }
 
-bnorm_status_t bnorm_backward(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x,
-                              const void* dy, const float* gamma, const float* save_mean,
-                              const float* save_invstd, void* dx, float* dgamma, float* dbeta) {
+bnorm_status_t bnorm_forward_inference(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x, void* y,
+                                       const float* gamma, const float* beta, const float* running_mean,
+                                       const float* running_var, float eps) {
   BNORM_FUNC_RANGE();
-  return guarded(__func__, [&]() -> Status {
-    BNORM_TRY(check_handle(h));
-    BNORM_TRY(check_desc(d));
-    BNORM_TRY(require(x, "x"));
-    BNORM_TRY(require(dy, "dy"));
-    BNORM_TRY(optional(gamma, "gamma"));
-    BNORM_TRY(require(save_mean, "save_mean"));
-    BNORM_TRY(require(save_invstd, "save_invstd"));
-    BNORM_TRY(require(dx, "dx"));
-    BNORM_TRY(optional(dgamma, "dgamma"));
-    BNORM_TRY(optional(dbeta, "dbeta"));
-    const int64_t ne = numel(*d);
-    BNORM_TRY(check_overlap(dx, "dx", dy, "dy", ne));
-    if (dx == x) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias x (it may alias dy)");
-    BNORM_TRY(check_overlap(dx, "dx", x, "x", ne));
-    BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {dy, "dy"}, {gamma, "gamma"},
-                                         {save_mean, "save_mean"}, {save_invstd, "save_invstd"},
-                                         {dx, "dx"}, {dgamma, "dgamma"}, {dbeta, "dbeta"}}));
-    if (h->backend == BNORM_BACKEND_CPU) {
-      bnorm::cpu::backward(*d, static_cast<const float*>(x), static_cast<const float*>(dy), gamma,
-                           save_mean, save_invstd, static_cast<float*>(dx), dgamma, dbeta);
-      return ok_status();
-    }
-    bnorm::OpArgs a;
-    a.bwd = {static_cast<const float*>(x), static_cast<const float*>(dy), gamma, save_mean,
-             save_invstd, static_cast<float*>(dx), dgamma, dbeta};
-    return bnorm::cuda_run(h, make_problem(BNORM_OP_BACKWARD, *d, {x, dy, dx}), a);
+  return guarded(__func__, [&] {
+    return forward_inference(h, d, x, nullptr, y, gamma, beta, running_mean, running_var, eps,
+                             BNORM_ACTIVATION_IDENTITY);
+  });
+}
+
+bnorm_status_t bnorm_forward_inference_fused(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x, const void* z,
+                                             void* y, const float* gamma, const float* beta,
+                                             const float* running_mean, const float* running_var, float eps,
+                                             bnorm_activation_t act) {
+  BNORM_FUNC_RANGE();
+  return guarded(__func__, [&] {
+    return forward_inference(h, d, x, z, y, gamma, beta, running_mean, running_var, eps, act);
+  });
+}
+
+bnorm_status_t bnorm_backward(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x, const void* dy,
+                              const float* gamma, const float* save_mean, const float* save_invstd, void* dx,
+                              float* dgamma, float* dbeta) {
+  BNORM_FUNC_RANGE();
+  return guarded(__func__, [&] {
+    return backward(h, d, x, nullptr, dy, gamma, save_mean, save_invstd, dx, nullptr, dgamma, dbeta,
+                    BNORM_ACTIVATION_IDENTITY);
+  });
+}
+
+bnorm_status_t bnorm_backward_fused(bnorm_handle_t h, const bnorm_tensor_t* d, const void* x, const void* y,
+                                    const void* dy, const float* gamma, const float* save_mean,
+                                    const float* save_invstd, void* dx, void* dz, float* dgamma, float* dbeta,
+                                    bnorm_activation_t act) {
+  BNORM_FUNC_RANGE();
+  return guarded(__func__, [&] {
+    return backward(h, d, x, y, dy, gamma, save_mean, save_invstd, dx, dz, dgamma, dbeta, act);
   });
 }
 
@@ -408,3 +510,9 @@ bnorm_status_t bnorm_list_variants(bnorm_handle_t h, bnorm_op_t op, const bnorm_
 }
 
 }  // extern "C"
+
+namespace bnorm {
+
+bnorm_status_t report_status(const Status& s) { return report(s); }
+
+}  // namespace bnorm

@@ -17,7 +17,9 @@ Status cuda_status(cudaError_t e, const char* what) {
 
 namespace {
 // Enough for split reductions over a few thousand channels; larger calls grow it.
-constexpr size_t kInitialWorkspace = size_t{1} << 20;
+constexpr int64_t kInitialTickets = 16 * 1024;
+constexpr size_t kInitialScratch = size_t{1} << 20;
+constexpr size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 }  // namespace
 
 Status cuda_create(bnorm_handle* h, int device) {
@@ -44,14 +46,14 @@ Status cuda_create(bnorm_handle* h, int device) {
   h->dev.max_threads_per_sm = prop.maxThreadsPerMultiProcessor;
   BNORM_TRY(cuda_status(cudaEventCreateWithFlags(&h->stream_switch, cudaEventDisableTiming),
                         "cudaEventCreate"));
-  return cuda_reserve_workspace(h, kInitialWorkspace);
+  return cuda_reserve_workspace(h, kInitialTickets, kInitialScratch);
 }
 
 void cuda_destroy(bnorm_handle* h) {
   DeviceGuard guard(h->device);
-  if (h->workspace.ptr) {
+  if (h->workspace.tickets) {
     cudaStreamSynchronize(h->stream);
-    cudaFree(h->workspace.ptr);
+    cudaFree(h->workspace.tickets);
   }
   if (h->stream_switch) cudaEventDestroy(h->stream_switch);
   h->workspace = {};
@@ -69,26 +71,34 @@ Status cuda_set_stream(bnorm_handle* h, cudaStream_t stream) {
   return ok_status();
 }
 
-Status cuda_reserve_workspace(bnorm_handle* h, size_t bytes) {
-  if (bytes <= h->workspace.bytes) return ok_status();
-  bytes = std::max(bytes, h->workspace.bytes * 2);
-  if (h->workspace.ptr) {
+Status cuda_reserve_workspace(bnorm_handle* h, int64_t tickets, size_t scratch) {
+  kern::Workspace& w = h->workspace;
+  if (tickets <= w.ticket_count && scratch <= w.scratch_bytes) return ok_status();
+  tickets = std::max(tickets, w.ticket_count);
+  scratch = std::max(scratch, w.scratch_bytes * 2);
+  if (w.tickets) {
     BNORM_TRY(cuda_status(cudaStreamSynchronize(h->stream), "cudaStreamSynchronize"));
-    cudaFree(h->workspace.ptr);
-    h->workspace = {};
+    cudaFree(w.tickets);
+    w = {};
   }
+  // One allocation: the ticket region first, at a fixed size, so scratch never moves
+  // over it.
+  const size_t ticket_bytes = align256(sizeof(unsigned int) * static_cast<size_t>(tickets));
+  const size_t bytes = ticket_bytes + scratch;
   void* p = nullptr;
   if (cudaMalloc(&p, bytes) != cudaSuccess) {
     cudaGetLastError();
     return make_status(BNORM_STATUS_ALLOC_FAILED, "cannot allocate %zu bytes of workspace", bytes);
   }
-  // The reductions' tickets must start at zero; they are left at zero after each call.
-  const cudaError_t e = cudaMemsetAsync(p, 0, bytes, h->stream);
+  const cudaError_t e = cudaMemsetAsync(p, 0, ticket_bytes, h->stream);
   if (e != cudaSuccess) {
     cudaFree(p);
     return cuda_status(e, "cudaMemsetAsync");
   }
-  h->workspace = {p, bytes};
+  w.tickets = static_cast<unsigned int*>(p);
+  w.ticket_count = tickets;
+  w.scratch = static_cast<char*>(p) + ticket_bytes;
+  w.scratch_bytes = scratch;
   return ok_status();
 }
 
@@ -120,7 +130,7 @@ Status cuda_run(bnorm_handle* h, const Problem& pr, const OpArgs& args) {
   DeviceGuard guard(h->device);
   Choice c;
   BNORM_TRY(choose(*h, pr, &c));
-  BNORM_TRY(cuda_reserve_workspace(h, c.variant->workspace(pr, c.policy)));
+  BNORM_TRY(cuda_reserve_workspace(h, pr.shape.c, c.variant->workspace(pr, c.policy)));
   const cudaError_t e = c.variant->launch(pr, c.policy, h->dev, args, h->workspace, h->stream);
   if (e != cudaSuccess) {
     cudaGetLastError();

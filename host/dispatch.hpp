@@ -20,6 +20,8 @@ struct Problem {
   bnorm_tensor_t desc{};
   kern::Shape shape;       // NCHW view: n, c, hw
   bool aligned16 = false;  // every tensor pointer of the call is 16-byte aligned
+  bool relu = false;       // fused ReLU (its backward holds y as a third input)
+  bool add = false;        // fused add of z (forward)
 };
 
 // The tensors and scalars of a call; the member for the call's op is used.
@@ -38,7 +40,7 @@ struct Variant {
   kern::Policy (*heuristic)(const Problem&, const kern::Device&);
   // Every policy worth timing for the problem (the tuner's space), before why_not.
   std::vector<kern::Policy> (*space)(const Problem&, const kern::Device&);
-  // Bytes of workspace for (problem, policy).
+  // Bytes of workspace scratch for (problem, policy); every call also gets C tickets.
   size_t (*workspace)(const Problem&, const kern::Policy&);
   cudaError_t (*launch)(const Problem&, const kern::Policy&, const kern::Device&, const OpArgs&,
                         const kern::Workspace&, cudaStream_t);

@@ -53,9 +53,9 @@ class DeviceGuard {
 Status cuda_create(bnorm_handle* h, int device);
 void cuda_destroy(bnorm_handle* h);
 Status cuda_set_stream(bnorm_handle* h, cudaStream_t stream);
-// Grows the workspace to at least bytes (a synchronising reallocation: rare, and only
-// when a call needs more than any call before it).
-Status cuda_reserve_workspace(bnorm_handle* h, size_t bytes);
+// Grows the workspace to at least `tickets` counters and `scratch` bytes (a
+// synchronising reallocation: rare, and only when a call needs more than any before).
+Status cuda_reserve_workspace(bnorm_handle* h, int64_t tickets, size_t scratch);
 Status cuda_status(cudaError_t e, const char* what);
 
 }  // namespace bnorm

@@ -31,6 +31,10 @@ make_status(bnorm_status_t code, const char* fmt, ...) {
   return Status{code, buf};
 }
 
+// Records a failed s as the calling thread's last error (bnorm_last_error) and returns
+// its code: for C entry points defined outside api.cpp. Defined in api.cpp.
+bnorm_status_t report_status(const Status& s);
+
 // Propagates a failed Status out of the enclosing function.
 #define BNORM_TRY(expr)               \
   do {                                \

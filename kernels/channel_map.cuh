@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "index.cuh"
+#include "vec_io.cuh"
 
 namespace bnorm::kern {
 
@@ -41,65 +42,59 @@ struct MapIndex64 {
   }
 };
 
-template <int VEC>
-__device__ __forceinline__ void load_stream(const float* p, float (&v)[VEC]) {
-  if constexpr (VEC == 4) {
-    const float4 t = __ldcs(reinterpret_cast<const float4*>(p));
-    v[0] = t.x;
-    v[1] = t.y;
-    v[2] = t.z;
-    v[3] = t.w;
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) v[i] = __ldcs(p + i);
-  }
-}
-
-template <int VEC>
-__device__ __forceinline__ void store_stream(float* p, const float (&v)[VEC]) {
-  if constexpr (VEC == 4) {
-    __stcs(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) __stcs(p + i, v[i]);
-  }
-}
-
 // Op concept:
-//   static constexpr int kInputs;           1 or 2 (in0, in1)
-//   const float* in0; const float* in1; float* out;
-//   __device__ float4 coef(int64_t c) const;                  per-channel constants
-//   __device__ float apply(float a, float b, const float4& k) const;
+//   static constexpr int kInputs;            1 to 3 tensors, in[0..kInputs)
+//   static constexpr int kOutputs;           1 or 2 tensors, out[0..kOutputs); out[1]
+//                                            may be null (not wanted, not written)
+//   const T* in[3]; T* out[2];               T the storage type (vec_io.cuh)
+//   __device__ float4 coef(int64_t c) const;                          per-channel constants
+//   __device__ void apply(const float (&v)[3], const float4& k, float (&o)[2]) const;
+template <class Op, int VEC>
+__device__ __forceinline__ void apply_vec(const Op& op, const float (&in)[3][VEC], const float4& k,
+                                          float (&out)[2][VEC]) {
+#pragma unroll
+  for (int i = 0; i < VEC; ++i) {
+    const float v[3] = {in[0][i], in[1][i], in[2][i]};
+    float o[2] = {0.0f, 0.0f};
+    op.apply(v, k, o);
+    out[0][i] = o[0];
+    out[1][i] = o[1];
+  }
+}
+
+template <class Op, int VEC>
+__device__ __forceinline__ void store_outputs(const Op& op, int64_t off, const float (&out)[2][VEC]) {
+  store_stream<VEC>(op.out[0] + off, out[0]);
+  if constexpr (Op::kOutputs == 2) {
+    if (op.out[1]) store_stream<VEC>(op.out[1] + off, out[1]);
+  }
+}
+
 template <int THREADS, int VEC, int UNROLL, class Op, class Index>
 __global__ void __launch_bounds__(THREADS) channel_map_kernel(Op op, MapGeometry g) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * THREADS;
   int64_t v = static_cast<int64_t>(blockIdx.x) * THREADS + threadIdx.x;
 
   for (; v + (UNROLL - 1) * stride < g.vec_count; v += UNROLL * stride) {
-    float a[UNROLL][VEC], b[UNROLL][VEC];
+    float in[UNROLL][3][VEC] = {};
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u)
+#pragma unroll
+      for (int j = 0; j < Op::kInputs; ++j) load_stream<VEC>(op.in[j] + (v + u * stride) * VEC, in[u][j]);
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) {
-      load_stream<VEC>(op.in0 + (v + u * stride) * VEC, a[u]);
-      if constexpr (Op::kInputs == 2) load_stream<VEC>(op.in1 + (v + u * stride) * VEC, b[u]);
-    }
-#pragma unroll
-    for (int u = 0; u < UNROLL; ++u) {
-      const float4 k = op.coef(Index::channel(g, v + u * stride));
-      float out[VEC];
-#pragma unroll
-      for (int i = 0; i < VEC; ++i) out[i] = op.apply(a[u][i], Op::kInputs == 2 ? b[u][i] : 0.0f, k);
-      store_stream<VEC>(op.out + (v + u * stride) * VEC, out);
+      float out[2][VEC];
+      apply_vec<Op, VEC>(op, in[u], op.coef(Index::channel(g, v + u * stride)), out);
+      store_outputs<Op, VEC>(op, (v + u * stride) * VEC, out);
     }
   }
   for (; v < g.vec_count; v += stride) {
-    float a[VEC], b[VEC];
-    load_stream<VEC>(op.in0 + v * VEC, a);
-    if constexpr (Op::kInputs == 2) load_stream<VEC>(op.in1 + v * VEC, b);
-    const float4 k = op.coef(Index::channel(g, v));
-    float out[VEC];
+    float in[3][VEC] = {};
 #pragma unroll
-    for (int i = 0; i < VEC; ++i) out[i] = op.apply(a[i], Op::kInputs == 2 ? b[i] : 0.0f, k);
-    store_stream<VEC>(op.out + v * VEC, out);
+    for (int j = 0; j < Op::kInputs; ++j) load_stream<VEC>(op.in[j] + v * VEC, in[j]);
+    float out[2][VEC];
+    apply_vec<Op, VEC>(op, in, op.coef(Index::channel(g, v)), out);
+    store_outputs<Op, VEC>(op, v * VEC, out);
   }
 }
 

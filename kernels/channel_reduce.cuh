@@ -20,6 +20,8 @@
 #include <cstdint>
 
 #include "index.cuh"
+#include "launch.hpp"
+#include "vec_io.cuh"
 #include "welford.cuh"
 
 namespace bnorm::kern {
@@ -57,20 +59,6 @@ struct Index64 {
   }
 };
 
-template <int VEC>
-__device__ __forceinline__ void load_vec(const float* p, float (&v)[VEC]) {
-  if constexpr (VEC == 4) {
-    const float4 t = *reinterpret_cast<const float4*>(p);
-    v[0] = t.x;
-    v[1] = t.y;
-    v[2] = t.z;
-    v[3] = t.w;
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) v[i] = p[i];
-  }
-}
-
 // Reads a state another CTA wrote, past this SM's L1 (not coherent across SMs).
 template <class State>
 __device__ __forceinline__ State load_partial(const State* p) {
@@ -84,37 +72,35 @@ __device__ __forceinline__ State load_partial(const State* p) {
   return s;
 }
 
-// Workspace layout of the two-pass launchers, in one place.
+// How the two-pass launchers use the handle's workspace, in one place.
 struct ReduceWorkspace {
   unsigned int* tickets;  // C counters, zero between launches
-  void* partials;         // C * S states
-  float4* coef;           // C per-channel coefficients for the elementwise pass
+  void* partials;         // C * S states, in scratch
+  float4* coef;           // C per-channel coefficients for the elementwise pass, in scratch
 
   static constexpr size_t align(size_t b) { return (b + 255) / 256 * 256; }
-  static size_t bytes(int64_t c, int splits, size_t state_bytes) {
-    return align(sizeof(unsigned int) * c) + align(state_bytes * c * splits) +
-           align(sizeof(float4) * c);
+  static size_t scratch_bytes(int64_t c, int splits, size_t state_bytes) {
+    return align(state_bytes * c * splits) + align(sizeof(float4) * c);
   }
-  static ReduceWorkspace carve(void* base, int64_t c, int splits, size_t state_bytes) {
-    char* p = static_cast<char*>(base);
-    ReduceWorkspace w;
-    w.tickets = reinterpret_cast<unsigned int*>(p);
-    p += align(sizeof(unsigned int) * c);
-    w.partials = p;
-    p += align(state_bytes * c * splits);
-    w.coef = reinterpret_cast<float4*>(p);
-    return w;
+  static ReduceWorkspace carve(const Workspace& w, int64_t c, int splits, size_t state_bytes) {
+    char* p = static_cast<char*>(w.scratch);
+    ReduceWorkspace r;
+    r.tickets = w.tickets;
+    r.partials = p;
+    r.coef = reinterpret_cast<float4*>(p + align(state_bytes * c * splits));
+    return r;
   }
 };
 
 // Reducer concept:
 //   using State = ...;                               a bundle of floats
-//   __device__ void begin(int64_t c);                 per-channel constants
+//   static constexpr int kInputs;                    1 to 3 tensors, in[0..kInputs)
+//   const T* in[3];
+//   __device__ float channel_constant(int64_t c) const;   k: a pivot or the saved mean
 //   __device__ State empty() const;
-//   template <int K> __device__ void add(State&, const float (&a)[K], const float (&b)[K]) const;
+//   template <int K> __device__ void add(State&, float k, const float (&v)[3][K]) const;
 //   __device__ State merge(const State&, const State&) const;
-//   __device__ void finish(int64_t c, const State&, float4* coef) const;
-//   const float* in0; const float* in1;              in1 null when unused (kInputs == 1)
+//   __device__ float4 finish(int64_t c, const State&, float k, bool write_outputs) const;
 template <int THREADS, int VEC, int UNROLL, class Reducer, class Index>
 __global__ void __launch_bounds__(THREADS)
     channel_reduce_kernel(Reducer red, ChannelGeometry g, ReduceWorkspace ws) {
@@ -123,36 +109,34 @@ __global__ void __launch_bounds__(THREADS)
   const int64_t c = blockIdx.x;
   const int split = blockIdx.y;
   const int splits = gridDim.y;
-  red.begin(c);
+  const float k = red.channel_constant(c);
 
   State st = red.empty();
   const int64_t stride = static_cast<int64_t>(splits) * THREADS;
   int64_t v = static_cast<int64_t>(split) * THREADS + threadIdx.x;
 
-  // Main loop: UNROLL independent loads in flight per thread before any arithmetic.
+  // Main loop: UNROLL independent loads per input in flight before any arithmetic.
   for (; v + (UNROLL - 1) * stride < g.vec_count; v += UNROLL * stride) {
-    float a[kChunk], b[kChunk];
+    float in[3][kChunk] = {};
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) {
       const int64_t off = Index::template offset<VEC>(g, c, v + u * stride);
-      float t[VEC];
-      load_vec<VEC>(red.in0 + off, t);
 #pragma unroll
-      for (int i = 0; i < VEC; ++i) a[u * VEC + i] = t[i];
-      if constexpr (Reducer::kInputs == 2) {
-        load_vec<VEC>(red.in1 + off, t);
+      for (int j = 0; j < Reducer::kInputs; ++j) {
+        float t[VEC];
+        load_vec<VEC>(red.in[j] + off, t);
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) b[u * VEC + i] = t[i];
+        for (int i = 0; i < VEC; ++i) in[j][u * VEC + i] = t[i];
       }
     }
-    red.template add<kChunk>(st, a, b);
+    red.template add<kChunk>(st, k, in);
   }
   for (; v < g.vec_count; v += stride) {
     const int64_t off = Index::template offset<VEC>(g, c, v);
-    float a[VEC], b[VEC];
-    load_vec<VEC>(red.in0 + off, a);
-    if constexpr (Reducer::kInputs == 2) load_vec<VEC>(red.in1 + off, b);
-    red.template add<VEC>(st, a, b);
+    float in[3][VEC] = {};
+#pragma unroll
+    for (int j = 0; j < Reducer::kInputs; ++j) load_vec<VEC>(red.in[j] + off, in[j]);
+    red.template add<VEC>(st, k, in);
   }
 
   using BlockReduce = cub::BlockReduce<State, THREADS>;
@@ -162,7 +146,7 @@ __global__ void __launch_bounds__(THREADS)
       BlockReduce(tmp).Reduce(st, [&](const State& x, const State& y) { return red.merge(x, y); });
 
   if (splits == 1) {
-    if (threadIdx.x == 0) red.finish(c, total, ws.coef);
+    if (threadIdx.x == 0) ws.coef[c] = red.finish(c, total, k, true);
     return;
   }
 
@@ -181,7 +165,7 @@ __global__ void __launch_bounds__(THREADS)
     State merged = load_partial(partials);
     for (int s = 1; s < splits; ++s) merged = red.merge(merged, load_partial(partials + s));
     ws.tickets[c] = 0u;  // ready for the next launch
-    red.finish(c, merged, ws.coef);
+    ws.coef[c] = red.finish(c, merged, k, true);
   }
 }
 

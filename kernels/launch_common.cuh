@@ -23,24 +23,53 @@ constexpr int unroll_for() {
   return VEC == 4 ? 4 : 8;
 }
 
-// Calls f(Int<THREADS>, Int<VEC>) for the compiled pair, or fails. The compiled set is
-// the whole tuning space for these knobs: small, so every variant stays testable.
+// Calls f(T{}, Int<THREADS>, Int<VEC>) for the storage type of t, or fails. The compiled
+// set is the whole tuning space for these knobs: small, so every variant stays testable.
 template <class F>
-cudaError_t with_policy(const Policy& p, F&& f) {
-  if (p.vec == 4) {
-    switch (p.threads) {
-      case 128: return f(Int<128>{}, Int<4>{});
-      case 256: return f(Int<256>{}, Int<4>{});
-      case 512: return f(Int<512>{}, Int<4>{});
-    }
-  } else if (p.vec == 1) {
-    switch (p.threads) {
-      case 128: return f(Int<128>{}, Int<1>{});
-      case 256: return f(Int<256>{}, Int<1>{});
-      case 512: return f(Int<512>{}, Int<1>{});
-    }
+cudaError_t with_dtype(DType t, F&& f) {
+  switch (t) {
+    case DType::F32: return f(float{});
+    case DType::F16: return f(__half{});
+    case DType::BF16: return f(__nv_bfloat16{});
   }
-  return cudaErrorInvalidConfiguration;
+  return cudaErrorInvalidValue;
+}
+
+template <bool V>
+using Bool = std::integral_constant<bool, V>;
+
+// Calls f(Bool<RELU>, Bool<ADD>) for a fused epilogue.
+template <class F>
+cudaError_t with_fusion(bool relu, bool add, F&& f) {
+  if (relu) return add ? f(Bool<true>{}, Bool<true>{}) : f(Bool<true>{}, Bool<false>{});
+  return add ? f(Bool<false>{}, Bool<true>{}) : f(Bool<false>{}, Bool<false>{});
+}
+
+template <class F>
+cudaError_t with_relu(bool relu, F&& f) {
+  return relu ? f(Bool<true>{}) : f(Bool<false>{});
+}
+
+template <class F>
+cudaError_t with_policy(const Policy& p, DType t, F&& f) {
+  return with_dtype(t, [&](auto e) -> cudaError_t {
+    using T = decltype(e);
+    constexpr int W = kWide<T>;
+    if (p.vec == W) {
+      switch (p.threads) {
+        case 128: return f(e, Int<128>{}, Int<W>{});
+        case 256: return f(e, Int<256>{}, Int<W>{});
+        case 512: return f(e, Int<512>{}, Int<W>{});
+      }
+    } else if (p.vec == 1) {
+      switch (p.threads) {
+        case 128: return f(e, Int<128>{}, Int<1>{});
+        case 256: return f(e, Int<256>{}, Int<1>{});
+        case 512: return f(e, Int<512>{}, Int<1>{});
+      }
+    }
+    return cudaErrorInvalidConfiguration;
+  });
 }
 
 inline ChannelGeometry channel_geometry(const Shape& s, int vec) {

@@ -8,15 +8,77 @@
 #include <random>
 #include <vector>
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstring>
+
 #include "bnorm/bnorm.h"
 
 namespace bnorm_test {
 
+// ---- storage types: values are kept as float on the host and converted to a tensor's
+// dtype (round to nearest even) at the API boundary.
+
+inline size_t elem_size(bnorm_dtype_t t) { return t == BNORM_DTYPE_F32 ? 4 : 2; }
+
+inline const char* dtype_name(bnorm_dtype_t t) {
+  return t == BNORM_DTYPE_F32 ? "f32" : t == BNORM_DTYPE_F16 ? "f16" : "bf16";
+}
+
+inline std::vector<unsigned char> to_storage(const std::vector<float>& v, bnorm_dtype_t t) {
+  std::vector<unsigned char> b(v.size() * elem_size(t));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (t == BNORM_DTYPE_F32) {
+      std::memcpy(&b[4 * i], &v[i], 4);
+    } else if (t == BNORM_DTYPE_F16) {
+      const __half h = __float2half_rn(v[i]);
+      std::memcpy(&b[2 * i], &h, 2);
+    } else {
+      const __nv_bfloat16 h = __float2bfloat16_rn(v[i]);
+      std::memcpy(&b[2 * i], &h, 2);
+    }
+  }
+  return b;
+}
+
+inline std::vector<float> from_storage(const unsigned char* b, size_t n, bnorm_dtype_t t) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (t == BNORM_DTYPE_F32) {
+      std::memcpy(&v[i], b + 4 * i, 4);
+    } else if (t == BNORM_DTYPE_F16) {
+      __half h;
+      std::memcpy(&h, b + 2 * i, 2);
+      v[i] = __half2float(h);
+    } else {
+      __nv_bfloat16 h;
+      std::memcpy(&h, b + 2 * i, 2);
+      v[i] = __bfloat162float(h);
+    }
+  }
+  return v;
+}
+
+inline std::vector<float> from_storage(const std::vector<unsigned char>& b, bnorm_dtype_t t) {
+  return from_storage(b.data(), b.size() / elem_size(t), t);
+}
+
+// The values a tensor of dtype t can hold nearest to v.
+inline std::vector<float> quantized(const std::vector<float>& v, bnorm_dtype_t t) {
+  return from_storage(to_storage(v, t), t);
+}
+
+// Relative error bound of one rounding to dtype t, for tolerances: the unit roundoff.
+inline double unit_roundoff(bnorm_dtype_t t) {
+  return t == BNORM_DTYPE_F32 ? 0x1p-24 : t == BNORM_DTYPE_F16 ? 0x1p-11 : 0x1p-8;
+}
+
 inline int64_t numel(const bnorm_tensor_t& d) { return d.n * d.c * d.h * d.w; }
 inline int64_t per_channel(const bnorm_tensor_t& d) { return d.n * d.h * d.w; }
 
-inline bnorm_tensor_t nchw(int64_t n, int64_t c, int64_t h, int64_t w) {
-  return bnorm_tensor_t{n, c, h, w, BNORM_LAYOUT_NCHW, BNORM_DTYPE_F32};
+inline bnorm_tensor_t nchw(int64_t n, int64_t c, int64_t h, int64_t w, bnorm_dtype_t t = BNORM_DTYPE_F32) {
+  return bnorm_tensor_t{n, c, h, w, BNORM_LAYOUT_NCHW, t};
 }
 
 // Offset of the j-th value (in row order) of channel c.
@@ -113,22 +175,43 @@ double rel_error(const A& a, const std::vector<double>& ref) {
 
 // Largest per-channel relative error of a per-channel tensor: a channel-sized bug in a
 // tensor of many channels cannot hide in the global norm.
+//
+// scale, when given, is the per-element size of the terms the result is a difference
+// of; the error is then relative to max(||ref||, ||scale||) per channel. That is the
+// honest bound for an ill-conditioned result: backward's dx at M = 2 is
+// k*(1 - xhat^2)*(dy1 - dy2) with 1 - xhat^2 ~ eps/var, a cancellation to ~1e-5 of
+// its terms that no float32 evaluation reproduces to 1e-4 of itself.
 inline double max_channel_rel_error(const bnorm_tensor_t& d, const std::vector<float>& a,
-                                    const std::vector<double>& ref) {
+                                    const std::vector<double>& ref,
+                                    const std::vector<double>* scale = nullptr) {
   double worst = 0.0;
   const int64_t m = per_channel(d);
   for (int64_t c = 0; c < d.c; ++c) {
-    double num = 0.0, den = 0.0;
+    double num = 0.0, den = 0.0, sden = 0.0;
     for (int64_t j = 0; j < m; ++j) {
       const int64_t o = offset(d, c, j);
       const double v = a[o];
       if (!std::isfinite(v)) return std::numeric_limits<double>::infinity();
       num += (v - ref[o]) * (v - ref[o]);
       den += ref[o] * ref[o];
+      if (scale) sden += (*scale)[o] * (*scale)[o];
     }
+    den = std::max(den, sden);
     worst = std::max(worst, den > 0 ? std::sqrt(num / den) : std::sqrt(num));
   }
   return worst;
+}
+
+// The size of the terms of dx: gamma * invstd * dy per element.
+inline std::vector<double> dx_term_scale(const bnorm_tensor_t& d, const std::vector<float>& dy,
+                                         const float* gamma, const std::vector<float>& invstd) {
+  std::vector<double> s(dy.size());
+  for (int64_t c = 0; c < d.c; ++c)
+    for (int64_t j = 0; j < per_channel(d); ++j) {
+      const int64_t o = offset(d, c, j);
+      s[o] = (gamma ? gamma[c] : 1.0) * invstd[c] * dy[o];
+    }
+  return s;
 }
 
 // Values with a per-channel mean and spread, so channels differ (never zeros).
@@ -159,6 +242,12 @@ inline std::vector<float> random_vector(int64_t n, uint64_t seed, double lo, dou
 
 inline std::vector<float> poisoned(int64_t n) {
   return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN());
+}
+
+// random_tensor rounded to the tensor's dtype: the float values are exactly the stored
+// ones, so a float64 reference computed from them is the reference of the stored tensor.
+inline std::vector<float> random_input(const bnorm_tensor_t& d, uint64_t seed, double mean_scale = 1.0) {
+  return quantized(random_tensor(d, seed, mean_scale), d.dtype);
 }
 
 }  // namespace bnorm_test

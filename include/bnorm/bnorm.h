@@ -126,6 +126,35 @@ BNORM_API bnorm_status_t bnorm_backward(
     const float* gamma, const float* save_mean, const float* save_invstd, void* dx,
     float* dgamma, float* dbeta);
 
+/* ---- Fused activations -------------------------------------------------------------
+ *
+ * The residual block's relu(bn(conv(x)) + shortcut) in one pass over memory, and its
+ * backward. The plain calls above are these with act = IDENTITY and no z. */
+typedef enum { BNORM_ACTIVATION_IDENTITY = 0, BNORM_ACTIVATION_RELU = 1 } bnorm_activation_t;
+
+/* y = act(bn(x) + z), bn as in bnorm_forward_training (statistics of x alone).
+ * z: a tensor shaped like x, or NULL for no add. y may alias x or z. ReLU keeps NaN. */
+BNORM_API bnorm_status_t bnorm_forward_training_fused(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, const void* z, void* y,
+    const float* gamma, const float* beta, float momentum, float eps, float* running_mean,
+    float* running_var, float* save_mean, float* save_invstd, bnorm_activation_t act);
+
+/* y = act(bn_inference(x) + z). */
+BNORM_API bnorm_status_t bnorm_forward_inference_fused(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, const void* z, void* y,
+    const float* gamma, const float* beta, const float* running_mean, const float* running_var,
+    float eps, bnorm_activation_t act);
+
+/* Backward of bnorm_forward_training_fused. With RELU the gradient reaching batch norm
+ * is g = dy where y > 0 and 0 elsewhere, y being the fused forward's output (required
+ * with RELU, ignored otherwise); without, g = dy. dx, dgamma, dbeta are batch norm's
+ * backward of g. dz receives g, the gradient of z (NULL when not wanted). dx may alias
+ * dy; dz may alias dy; dx and dz must differ. */
+BNORM_API bnorm_status_t bnorm_backward_fused(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, const void* y,
+    const void* dy, const float* gamma, const float* save_mean, const float* save_invstd,
+    void* dx, void* dz, float* dgamma, float* dbeta, bnorm_activation_t act);
+
 /* ---- Dispatch: which kernel runs, and why ----------------------------------------
  *
  * Each CUDA operation has registered kernel variants, each with a launch policy. A
@@ -164,6 +193,37 @@ BNORM_API bnorm_status_t bnorm_list_variants(bnorm_handle_t handle, bnorm_op_t o
                                              const bnorm_tensor_t* desc, int pointers_aligned16,
                                              char* buf, size_t buf_len, int* count,
                                              size_t* needed);
+
+/* ---- Tuning cache: measured choices per GPU and shape ---------------------------
+ *
+ * bnorm-tune measures every configuration of bnorm_list_variants on a GPU and writes
+ * the fastest correct one (plus two runners-up) per (GPU name, compute capability, SM
+ * count, op, dtype, layout, N, C, H, W, 16-byte alignment) to a JSON file. Dispatch
+ * consults the loaded file after an override and before the heuristic:
+ *   1. the entry of the exact key: its winner, else the first runner-up whose variant
+ *      supports the call (BNORM_CHOICE_CACHE);
+ *   2. the entry of the nearest shape of the same GPU, op, dtype and layout, by log
+ *      distance on N*H*W and C, both within 4x (BNORM_CHOICE_NEAREST);
+ *   3. the heuristic.
+ * The cache is process-wide and shared by all handles. Unless bnorm_tuning_load or
+ * bnorm_tuning_clear was called first, the file named by the environment variable
+ * BNORM_TUNING_CACHE is loaded when a CUDA call first dispatches. A file that is
+ * missing, corrupt, of another format version, written by another major.minor version
+ * of bnorm, or without an entry for the GPU in use gives one warning on stderr
+ * ("bnorm: warning: ...") and dispatch uses the heuristic; it never fails a call.
+ * Both functions are thread-safe and may be called at any time: a call dispatching
+ * on another thread sees the old cache or the new one. */
+
+/* Replaces the process-wide tuning cache with the file at path (then
+ * BNORM_TUNING_CACHE is no longer read). If the file cannot be used the cache is left
+ * empty (the heuristic), one warning is printed, and BNORM_STATUS_INVALID_VALUE is
+ * returned with the reason in bnorm_last_error(). A NULL or empty path is rejected and
+ * changes nothing. */
+BNORM_API bnorm_status_t bnorm_tuning_load(const char* path);
+
+/* Empties the process-wide tuning cache: dispatch uses the heuristic, and
+ * BNORM_TUNING_CACHE is no longer read. */
+BNORM_API bnorm_status_t bnorm_tuning_clear(void);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1,0 +1,72 @@
+# ctest script: bnorm-bench --benchmark_list_tests must list the whole suite of
+# DESIGN.md, with or without a GPU: per shape and op the default row, at least one
+# configuration, and both cuDNN modes; training rows only where n*h*w >= 2.
+# Usage: cmake -DBENCH=path/to/bnorm-bench -P check_listing.cmake
+cmake_policy(SET CMP0007 NEW)
+execute_process(COMMAND ${BENCH} --benchmark_list_tests
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "bnorm-bench --benchmark_list_tests exited with ${rc}:\n${err}")
+endif()
+string(REPLACE "\n" ";" rows "${out}")
+# Google Benchmark appends the run settings to every name.
+list(TRANSFORM rows REPLACE "/iterations:1/manual_time$" "")
+
+set(shapes)
+foreach(n 32 256)
+  foreach(ch "64x112x112" "64x56x56" "256x56x56" "128x28x28" "512x28x28" "256x14x14"
+             "1024x14x14" "512x7x7" "2048x7x7")
+    list(APPEND shapes "${n}x${ch}")
+  endforeach()
+endforeach()
+list(APPEND shapes "128x6x24x24" "128x16x8x8" "128x120x1x1" "128x84x1x1"
+                   "3x5x7x9" "2x1x1x1" "65536x3x1x1" "2x4096x1x1")
+
+set(expected 0)
+foreach(shape IN LISTS shapes)
+  foreach(op forward_training forward_inference backward)
+    set(base "${op}/${shape}")
+    string(REPLACE "x" ";" dims "${shape}")
+    list(GET dims 0 n)
+    list(GET dims 2 h)
+    list(GET dims 3 w)
+    math(EXPR m "${n} * ${h} * ${w}")
+    if(m LESS 2 AND NOT op STREQUAL "forward_inference")
+      list(FIND rows "bnorm/${base}/default" at)
+      if(NOT at EQUAL -1)
+        message(FATAL_ERROR "bnorm/${base}/default is listed, but training needs n*h*w >= 2")
+      endif()
+      continue()
+    endif()
+    foreach(row "bnorm/${base}/default" "cudnn/${base}/spatial" "cudnn/${base}/spatial_persistent")
+      list(FIND rows "${row}" at)
+      if(at EQUAL -1)
+        message(FATAL_ERROR "${row} is not listed")
+      endif()
+      math(EXPR expected "${expected} + 1")
+    endforeach()
+    set(configs ${rows})
+    list(FILTER configs INCLUDE REGEX "^bnorm/${base}/[a-z0-9_]+:t[0-9]+:v[0-9]+:s[0-9]+$")
+    list(LENGTH configs k)
+    if(k EQUAL 0)
+      message(FATAL_ERROR "no configuration of bnorm/${base} is listed")
+    endif()
+    math(EXPR expected "${expected} + ${k}")
+  endforeach()
+endforeach()
+
+set(listed ${rows})
+list(FILTER listed INCLUDE REGEX "^(bnorm|cudnn)/")
+list(LENGTH listed total)
+if(NOT total EQUAL expected)
+  message(FATAL_ERROR "${total} rows listed, ${expected} expected from the suite: rows outside it?")
+endif()
+message(STATUS "bnorm-bench lists ${total} rows: the whole suite")
+
+# Without a device, a plain run says so and exits 0 (with one, it would run the suite).
+if(err MATCHES "no CUDA device")
+  execute_process(COMMAND ${BENCH} OUTPUT_VARIABLE out2 ERROR_VARIABLE err2 RESULT_VARIABLE rc2)
+  if(NOT rc2 EQUAL 0 OR NOT out2 MATCHES "nothing to measure")
+    message(FATAL_ERROR "bnorm-bench without a device: exit ${rc2}, output:\n${out2}${err2}")
+  endif()
+endif()

@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""PyTorch's batch norm as a benchmark peer of bnorm-bench, on the same shapes and GPU.
+
+Times torch.nn.functional.batch_norm in training and inference mode and its backward
+(torch.autograd.grad through it), timed as bnorm-bench times: CUDA events around
+batches of back-to-back calls on rotating input buffers that total at least twice the
+L2, after a warm-up; the median over the batches. Two rows per shape and op:
+
+  pytorch/<op>/<shape>/default   what PyTorch runs (cuDNN where it chooses to)
+  pytorch/<op>/<shape>/native    with torch.backends.cudnn disabled: its own kernels
+
+Columns (as in bench/results): name, impl, variant, op, shape, time_ms, gb_per_s,
+pct_floor, where gb_per_s counts the bytes the op must move (forward 2S, backward 3S,
+S = bytes of x) and pct_floor = (bytes / copy bandwidth) / time * 100.
+
+  python3 bench/peers/pytorch_bn.py --out pytorch.json \
+      [--suite suite.json] [--copy-gbps 3000] [--ops all] [--target-ms 40]
+
+--suite takes the shape list of `bnorm-bench --print_suite`, so both time the same
+shapes; without it the same suite is built in. --copy-gbps takes bnorm-bench's measured
+copy bandwidth so the floors agree; without it the bandwidth is measured here the same
+way (device-to-device copy of 1 GiB, bytes read + written, median of 10).
+"""
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+
+OPS = ("forward_training", "forward_inference", "backward")
+MOMENTUM, EPS = 0.1, 1e-5
+
+
+def builtin_suite():
+    shapes = []
+    for n in (32, 256):
+        for c, h in ((64, 112), (64, 56), (256, 56), (128, 28), (512, 28), (256, 14),
+                     (1024, 14), (512, 7), (2048, 7)):
+            shapes.append({"n": n, "c": c, "h": h, "w": h, "group": "resnet50"})
+    for n, c, h, w in ((128, 6, 24, 24), (128, 16, 8, 8), (128, 120, 1, 1), (128, 84, 1, 1)):
+        shapes.append({"n": n, "c": c, "h": h, "w": w, "group": "lenet"})
+    for n, c, h, w in ((3, 5, 7, 9), (2, 1, 1, 1), (65536, 3, 1, 1), (2, 4096, 1, 1)):
+        shapes.append({"n": n, "c": c, "h": h, "w": w, "group": "odd"})
+    return shapes
+
+
+def shape_name(s):
+    return "%dx%dx%dx%d" % (s["n"], s["c"], s["h"], s["w"])
+
+
+def bytes_moved(op, s):
+    size = 4 * s["n"] * s["c"] * s["h"] * s["w"]
+    return size * (3 if op == "backward" else 2)
+
+
+def applies(op, s):
+    return op == "forward_inference" or s["n"] * s["h"] * s["w"] >= 2
+
+
+def copy_bandwidth(torch, nbytes=1 << 30):
+    src = torch.rand(nbytes // 4, device="cuda")
+    dst = torch.empty_like(src)
+    for _ in range(2):
+        dst.copy_(src)
+    ev = [torch.cuda.Event(enable_timing=True) for _ in range(11)]
+    ev[0].record()
+    for i in range(10):
+        dst.copy_(src)
+        ev[i + 1].record()
+    ev[-1].synchronize()
+    ms = statistics.median(ev[i].elapsed_time(ev[i + 1]) for i in range(10))
+    del src, dst
+    return 2.0 * nbytes / (ms * 1e-3) / 1e9
+
+
+def time_calls(torch, call, target_ms, min_samples=10, max_samples=200, sample_us=200.0,
+               warmup_ms=2.0):
+    """Per-call median in ms of call(k), k the rotating set; as bench/common/timing.cpp."""
+    k = 0
+    t0 = time.perf_counter()
+    i = 0
+    while True:
+        call(k)
+        k += 1
+        i += 1
+        if i >= 3 and (time.perf_counter() - t0) * 1e3 >= warmup_ms:
+            break
+    torch.cuda.synchronize()
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    for _ in range(3):
+        call(k)
+        k += 1
+    b.record()
+    b.synchronize()
+    est = max(a.elapsed_time(b) / 3, 1e-4)
+    per_sample = int(min(max(math.ceil(sample_us * 1e-3 / est), 1), 4096))
+    samples = int(min(max(math.ceil(target_ms / (est * per_sample)), min_samples), max_samples))
+    ev = [torch.cuda.Event(enable_timing=True) for _ in range(samples + 1)]
+    ev[0].record()
+    for s in range(samples):
+        for _ in range(per_sample):
+            call(k)
+            k += 1
+        ev[s + 1].record()
+    ev[-1].synchronize()
+    return statistics.median(ev[s].elapsed_time(ev[s + 1]) / per_sample for s in range(samples))
+
+
+MAX_SETS = 4096  # tiny shapes are launch-bound; past this, more sets change nothing but set-up time
+
+
+def rotating_sets(s, l2_bytes):
+    """As RotatingBuffers: enough sets that two tensors of each span twice the L2."""
+    size = 4 * s["n"] * s["c"] * s["h"] * s["w"]
+    touched = 2 * ((size + 127) // 128 * 128)
+    sets = max(1, -(-2 * l2_bytes // touched))
+    if size < 4 * l2_bytes:
+        sets = max(sets, 2)
+    return min(sets, MAX_SETS)
+
+
+def random_sets(torch, s, sets, gen):
+    """sets tensors of shape s, 256 bytes apart in one slab (as bnorm-bench lays them
+    out), with per-channel means and spreads: never zeros."""
+    n, c, h, w = s["n"], s["c"], s["h"], s["w"]
+    numel = n * c * h * w
+    stride = (numel + 63) // 64 * 64
+    slab = torch.empty(sets, stride, device="cuda")
+    views = []
+    for k in range(sets):
+        v = slab[k, :numel].view(n, c, h, w)
+        mean = torch.randn(1, c, 1, 1, device="cuda", generator=gen)
+        sd = 0.5 + 1.5 * torch.rand(1, c, 1, 1, device="cuda", generator=gen)
+        v.copy_(mean + sd * torch.randn(n, c, h, w, device="cuda", generator=gen))
+        views.append(v)
+    return views
+
+
+def measure_shape(torch, F, s, ops, l2_bytes, copy_gbps, target_ms, gen):
+    rows = []
+    sets = rotating_sets(s, l2_bytes)
+    xs = random_sets(torch, s, sets, gen)
+    dys = random_sets(torch, s, sets, gen)
+    c = s["c"]
+    weight = (0.5 + torch.rand(c, device="cuda", generator=gen)).requires_grad_(True)
+    bias = (torch.rand(c, device="cuda", generator=gen) - 0.5).requires_grad_(True)
+    rm = torch.rand(c, device="cuda", generator=gen) - 0.5
+    rv = 0.5 + 1.5 * torch.rand(c, device="cuda", generator=gen)
+
+    for op in ops:
+        if not applies(op, s):
+            continue
+        for variant, cudnn_on in (("default", True), ("native", False)):
+            name = "pytorch/%s/%s/%s" % (op, shape_name(s), variant)
+            row = {"name": name, "impl": "pytorch", "variant": variant, "op": op,
+                   "shape": shape_name(s), "group": s["group"]}
+            try:
+                with torch.backends.cudnn.flags(enabled=cudnn_on):
+                    if op == "forward_training":
+                        def call(k):
+                            with torch.no_grad():
+                                F.batch_norm(xs[k % sets], rm, rv, weight, bias, True, MOMENTUM, EPS)
+                    elif op == "forward_inference":
+                        def call(k):
+                            with torch.no_grad():
+                                F.batch_norm(xs[k % sets], rm, rv, weight, bias, False, MOMENTUM, EPS)
+                    else:
+                        # One forward graph per set, kept; each call runs only the backward.
+                        xg = [x.detach().requires_grad_(True) for x in xs]
+                        ys = [F.batch_norm(x, rm.clone(), rv.clone(), weight, bias, True, MOMENTUM, EPS)
+                              for x in xg]
+
+                        def call(k):
+                            j = k % sets
+                            torch.autograd.grad(ys[j], (xg[j], weight, bias), dys[j], retain_graph=True)
+                    ms = time_calls(torch, call, target_ms)
+                gbps = bytes_moved(op, s) / (ms * 1e-3) / 1e9
+                row.update({"time_ms": ms, "gb_per_s": gbps, "pct_floor": 100.0 * gbps / copy_gbps})
+            except RuntimeError as e:  # reported, not fatal: the other rows still count
+                row["error"] = str(e).splitlines()[0]
+                torch.cuda.synchronize()
+            rows.append(row)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="JSON file to write")
+    ap.add_argument("--suite", help="shapes as printed by bnorm-bench --print_suite")
+    ap.add_argument("--ops", default="all", help="all or a comma-separated list of " + ", ".join(OPS))
+    ap.add_argument("--copy-gbps", type=float, default=0.0,
+                    help="device copy bandwidth (GB/s, read + write) for the floor; measured if 0")
+    ap.add_argument("--target-ms", type=float, default=40.0, help="device time per row's samples")
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args()
+
+    ops = OPS if args.ops == "all" else tuple(args.ops.split(","))
+    for op in ops:
+        if op not in OPS:
+            ap.error("unknown op %r" % op)
+    shapes = builtin_suite()
+    if args.suite:
+        with open(args.suite) as f:
+            shapes = json.load(f)
+
+    import torch
+    import torch.nn.functional as F
+    if not torch.cuda.is_available():
+        print("pytorch_bn.py: no CUDA device: nothing to measure", file=sys.stderr)
+        with open(args.out, "w") as f:
+            json.dump({"context": {"error": "no CUDA device"}, "rows": []}, f, indent=1)
+        return 0
+    props = torch.cuda.get_device_properties(0)
+    l2_bytes = getattr(props, "L2_cache_size", 50 << 20)
+    copy_gbps = args.copy_gbps or copy_bandwidth(torch)
+    context = {
+        "gpu": props.name,
+        "sm_count": props.multi_processor_count,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "copy_bandwidth_gb_per_s": copy_gbps,
+        "copy_bandwidth_measured_here": not args.copy_gbps,
+    }
+    print("pytorch_bn.py: %s, torch %s, cuDNN %s, copy bandwidth %.1f GB/s"
+          % (props.name, torch.__version__, context["cudnn"], copy_gbps), file=sys.stderr)
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(args.seed)
+    rows = []
+    for s in shapes:
+        rows += measure_shape(torch, F, s, ops, l2_bytes, copy_gbps, args.target_ms, gen)
+        torch.cuda.empty_cache()
+        for r in rows[-2 * len(ops):]:
+            if "time_ms" in r:
+                print("%-50s %10.4f ms %8.1f GB/s %6.1f%%" % (r["name"], r["time_ms"], r["gb_per_s"],
+                                                          r["pct_floor"]), file=sys.stderr)
+    with open(args.out, "w") as f:
+        json.dump({"context": context, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

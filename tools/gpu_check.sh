@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# The one command for the device machine (DESIGN.md, "The GPU protocol").
+#
+#   here:    tools/gpu_pack.sh                       build (Release, sm_90) into .carry/
+#   device:  bash tools/gpu_check.sh PHASE...        with .carry carried
+#
+# Phases, in this order whatever the order given:
+#   test      ctest, every label, with the GPU                         -> $OUT/test.log
+#   sanitize  compute-sanitizer memcheck, racecheck, initcheck, synccheck on every
+#             gpu-labelled test binary and on bnorm-tune --check_only (all
+#             configurations of a few small shapes)                     -> $OUT/sanitize.log
+#   tune      bnorm-tune over the suite                                 -> $OUT/tune.log,
+#             $OUT/bnorm_tuning.json (the cache), $OUT/tune_report.json
+#   bench     bnorm-bench (bnorm + cuDNN), a few shapes per run, then bench/peers/pytorch_bn.py,
+#             merged into bench/results/<date>-<gpu>.json with its PNG  -> $OUT/bench.log,
+#             $OUT/<date>-<gpu>.json, $OUT/<date>-<gpu>.png
+#   all       all four (may not fit one 10-minute call: later phases get what is left)
+# A tune before bench in the same call makes the bench's "default" rows use the new
+# cache; in a call of its own, bench uses BNORM_TUNING_CACHE if the caller sets it (a
+# cache committed from an earlier run, say). Each call fits the device's 10 minutes:
+# the phases share BNORM_CHECK_BUDGET seconds (default 560) and a phase cut short says
+# so. The two calls that fit:
+#   bash tools/gpu_check.sh test sanitize
+#   bash tools/gpu_check.sh tune bench
+# At most 8 files are written under $OUT (what the device returns). The last lines
+# printed are the summary and the short results table.
+#
+# Environment: OUT (default ./out), PYTHON (python3), BNORM_CHECK_BUDGET,
+# BNORM_CHECK_WORK (scratch, default /tmp/bnorm-check), BNORM_CTEST_JOBS (4),
+# BNORM_SANITIZE_FILTER (a gtest filter for the sanitizer runs), BNORM_SANITIZE_SHAPES,
+# BNORM_TUNE_ARGS, BNORM_BENCH_ARGS (extra arguments), BNORM_BENCH_CHUNK (shapes per
+# bnorm-bench run, 3), BNORM_CUDNN_PATH.
+# Without a GPU (nvidia-smi absent) the GPU steps are skipped; for testing the script
+# here, BNORM_CHECK_BENCH_JSON / BNORM_CHECK_PYTORCH_JSON stand in for the outputs of
+# bnorm-bench and pytorch_bn.py.
+set -uo pipefail
+# shellcheck disable=SC2317  # the phases are called indirectly, as phase_$name
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root" || exit 1
+OUT=${OUT:-$root/out}
+W=${BNORM_CHECK_WORK:-/tmp/bnorm-check}
+PY=${PYTHON:-python3}
+BUDGET=${BNORM_CHECK_BUDGET:-560}
+mkdir -p "$OUT"
+
+summary=()
+failed=0
+note() { summary+=("$*"); }
+bad() { summary+=("FAIL  $*"); failed=1; }
+say() { echo "[gpu_check +$((SECONDS))s] $*"; }
+left() { echo $((BUDGET - SECONDS)); }
+# Seconds a phase may use: its cap, within what is left less a reserve for the wrap-up.
+phase_time() { local cap=$1 l=$(($(left) - 15)); echo $((l < cap ? l : cap)); }
+
+# ---- phases asked for --------------------------------------------------------------
+want=()
+for a in "$@"; do
+  case $a in
+    all) want+=(test sanitize tune bench) ;;
+    test | sanitize | tune | bench) want+=("$a") ;;
+    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
+    *) echo "gpu_check: unknown phase '$a' (test sanitize tune bench all)" >&2; exit 2 ;;
+  esac
+done
+((${#want[@]})) || want=(test sanitize tune bench)
+wants() { [[ " ${want[*]} " == *" $1 "* ]]; }
+
+# ---- the carried build ---------------------------------------------------------------
+if [[ ! -f .carry/meta.env || ! -f .carry/pack.tar.xz ]]; then
+  echo "gpu_check: no carried build: run tools/gpu_pack.sh first and carry .carry" >&2
+  exit 2
+fi
+# shellcheck source=/dev/null
+source .carry/meta.env
+rm -rf "$W" && mkdir -p "$W"
+if ! tar -C "$W" -xJf .carry/pack.tar.xz 2>/dev/null; then
+  "$PY" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+    .carry/pack.tar.xz "$W" || { echo "gpu_check: cannot unpack .carry/pack.tar.xz" >&2; exit 2; }
+fi
+B=$W/build
+# ctest's files name the build and source folders of the packing machine, its cmake and
+# its gtest discovery script: point them here. Editing the _include files makes ctest
+# re-discover the gtest cases on this machine, where the GPU is.
+dev_cmake=$(command -v cmake || true)
+sed_args=(-e "s#${BNORM_PACK_BUILD}#${B}#g" -e "s#${BNORM_PACK_SRC}#${root}#g")
+[[ -n ${BNORM_PACK_GTEST_MODULE:-} ]] && sed_args+=(-e "s#${BNORM_PACK_GTEST_MODULE}#${W}/cmake/GoogleTestAddTests.cmake#g")
+[[ -n $dev_cmake && -n ${BNORM_PACK_CMAKE:-} ]] && sed_args+=(-e "s#\"${BNORM_PACK_CMAKE}\"#\"${dev_cmake}\"#g")
+find "$B" -name '*.cmake' -print0 | xargs -0 -r sed -i "${sed_args[@]}"
+
+# The same hash gpu_pack.sh took: a different one means these sources are not the ones
+# the carried build was made from.
+src_hash=$(find CMakeLists.txt cmake include host kernels bench tests tools -type f \
+             \( -name '*.cpp' -o -name '*.hpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h' \
+                -o -name '*.c' -o -name '*.txt' -o -name '*.cmake' -o -name '*.in' -o -name '*.map' \) \
+             2>/dev/null | LC_ALL=C sort | xargs sha1sum | sha1sum | cut -c1-16)
+stale=""
+[[ $src_hash != "${BNORM_PACK_SOURCES:-}" ]] && stale="STALE BUILD: the sources differ from those packed (re-run tools/gpu_pack.sh)"
+
+export BNORM_COMMIT=${BNORM_PACK_COMMIT:-unknown}
+cuda_libs=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+  [[ -d $d ]] && cuda_libs+=":$d"
+done
+export LD_LIBRARY_PATH="$W/lib:$B${cuda_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+# cuDNN: where PyTorch loads it from, else a search of the usual places.
+if [[ -z ${BNORM_CUDNN_PATH:-} ]]; then
+  BNORM_CUDNN_PATH=$("$PY" - 2>/dev/null <<'EOF'
+import torch
+torch.backends.cudnn.version()
+for line in open("/proc/self/maps"):
+    path = line.split()[-1]
+    if path.endswith("/libcudnn.so.9"):
+        print(path)
+        break
+EOF
+  )
+  [[ -z $BNORM_CUDNN_PATH ]] && BNORM_CUDNN_PATH=$(find /opt /usr/local /usr/lib -name 'libcudnn.so.9' 2>/dev/null | head -1)
+fi
+export BNORM_CUDNN_PATH
+
+have_gpu=0
+nvidia-smi -L >/dev/null 2>&1 && have_gpu=1
+gpu_line="no GPU (nvidia-smi absent or failing): GPU steps are skipped"
+driver=""
+if ((have_gpu)); then
+  nvidia-smi
+  gpu_line=$(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
+             --format=csv,noheader 2>/dev/null | head -1)
+  driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1)
+fi
+header="commit $BNORM_COMMIT (packed $BNORM_PACK_DATE) | $gpu_line | cuDNN ${BNORM_CUDNN_PATH:-not found}"
+say "$header"
+[[ -n $stale ]] && { say "$stale"; note "WARN  $stale"; }
+
+missing=$(find "$B" -type f -perm -u+x -print0 | xargs -0 -r -n1 ldd 2>/dev/null | grep 'not found' | sort -u)
+[[ -n $missing ]] && { say "libraries not found: $missing"; note "WARN  libraries not found: $(echo "$missing" | tr '\n' ' ')"; }
+
+# ---- test -------------------------------------------------------------------------------
+phase_test() {
+  local log=$OUT/test.log t
+  t=$(phase_time 300)
+  say "test: ctest, every label ($t s)"
+  echo "$header" >"$log"
+  if ! command -v ctest >/dev/null; then
+    bad "test: no ctest on this machine"
+    return
+  fi
+  (cd "$B" && timeout "$t" ctest --output-on-failure -j "${BNORM_CTEST_JOBS:-4}" --timeout 240) >>"$log" 2>&1
+  local rc=$? line skipped
+  line=$(grep -E '^[0-9]+% tests passed' "$log" | tail -1)
+  skipped=$(grep -c '(Skipped)' "$log")
+  if ((rc == 124)); then
+    bad "test: ctest timed out after $t s ($line)"
+  elif ((rc != 0)); then
+    bad "test: $line; $skipped skipped (see test.log)"
+  else
+    note "ok    test: $line; $skipped skipped"
+  fi
+}
+
+# ---- sanitize -----------------------------------------------------------------------------
+phase_sanitize() {
+  local log=$OUT/sanitize.log t cs
+  t=$(phase_time 330)
+  echo "$header" >"$log"
+  if ((!have_gpu)); then
+    note "skip  sanitize: no GPU"
+    return
+  fi
+  cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+  if [[ -z $cs ]]; then
+    bad "sanitize: compute-sanitizer not found"
+    return
+  fi
+  # Every gpu-labelled test binary (ctest knows the labels), and the tuner's sweep.
+  local bins
+  bins=$(cd "$B" && ctest -L gpu --show-only=json-v1 2>/dev/null | "$PY" -c '
+import json, sys
+seen = []
+for t in json.load(sys.stdin).get("tests", []):
+    cmd = t.get("command") or []
+    if cmd and cmd[0] not in seen:
+        seen.append(cmd[0])
+print("\n".join(seen))')
+  local -a names=() cmds=()
+  local b
+  while IFS= read -r b; do
+    [[ -n $b ]] || continue
+    names+=("$(basename "$b")")
+    cmds+=("$b${BNORM_SANITIZE_FILTER:+ --gtest_filter=$BNORM_SANITIZE_FILTER}")
+  done <<<"$bins"
+  names+=("bnorm-tune")
+  cmds+=("$B/bench/bnorm-tune --check_only --shapes=${BNORM_SANITIZE_SHAPES:-3x5x7x9,2x1x1x1,16x6x8x8,128x84,4096x3x1x1,2x4096x1x1}")
+  local n=$((${#cmds[@]} * 4)) per
+  per=$((t / n))
+  ((per < 20)) && per=20
+  say "sanitize: ${#cmds[@]} program(s) x 4 tools, at most $per s each"
+  local tool i rc extra
+  for tool in memcheck racecheck initcheck synccheck; do
+    extra=()
+    [[ $tool == memcheck ]] && extra=(--leak-check full)
+    for i in "${!cmds[@]}"; do
+      if (($(left) < 30)); then
+        bad "sanitize: $tool ${names[$i]}: not run, out of time"
+        continue
+      fi
+      echo "=== $tool: ${cmds[$i]}" >>"$log"
+      # shellcheck disable=SC2086
+      timeout "$per" "$cs" --tool "$tool" --error-exitcode 99 "${extra[@]}" ${cmds[$i]} >>"$log" 2>&1
+      rc=$?
+      case $rc in
+        0) note "ok    sanitize: $tool ${names[$i]}" ;;
+        99) bad "sanitize: $tool ${names[$i]}: errors found (sanitize.log)" ;;
+        124) bad "sanitize: $tool ${names[$i]}: timed out after $per s" ;;
+        *) bad "sanitize: $tool ${names[$i]}: exit $rc (sanitize.log)" ;;
+      esac
+    done
+  done
+}
+
+# ---- tune -----------------------------------------------------------------------------------
+phase_tune() {
+  local log=$OUT/tune.log t
+  t=$(phase_time 300)
+  echo "$header" >"$log"
+  if ((!have_gpu)); then
+    note "skip  tune: no GPU"
+    return
+  fi
+  say "tune: bnorm-tune over the suite ($t s)"
+  # shellcheck disable=SC2086
+  timeout "$t" "$B/bench/bnorm-tune" --fresh --out="$OUT/bnorm_tuning.json" \
+    --report="$OUT/tune_report.json" ${BNORM_TUNE_ARGS:-} >>"$log" 2>&1
+  local rc=$? last
+  last=$(grep '^bnorm-tune: .*rejected' "$log" | tail -1)
+  if ((rc == 124)); then
+    bad "tune: timed out after $t s; the cache keeps the entries done ($(grep -c winner "$log") winners)"
+  elif ((rc != 0)); then
+    bad "tune: exit $rc (tune.log)"
+  elif [[ -z $last ]]; then
+    bad "tune: no cache written: $(tail -1 "$log")"
+  elif grep -q 'REJECTED' "$log"; then
+    bad "tune: ${last#bnorm-tune: }"
+  else
+    note "ok    tune: ${last#bnorm-tune: }"
+  fi
+}
+
+# ---- bench ----------------------------------------------------------------------------------
+phase_bench() {
+  local log=$OUT/bench.log t t0=$SECONDS
+  t=$(phase_time 480)
+  echo "$header" >"$log"
+  local bench=$B/bench/bnorm-bench jsons=() pt=""
+  "$bench" --print_suite >"$W/suite.json" 2>>"$log"
+  if [[ -n ${BNORM_CHECK_BENCH_JSON:-} ]]; then
+    jsons=("$BNORM_CHECK_BENCH_JSON")
+    pt=${BNORM_CHECK_PYTORCH_JSON:-}
+    note "test  bench: results from BNORM_CHECK_BENCH_JSON, not measured"
+  elif ((!have_gpu)); then
+    note "skip  bench: no GPU"
+    return
+  else
+    "$bench" --probe_cudnn >>"$log" 2>&1
+    if [[ -f $OUT/bnorm_tuning.json ]]; then
+      export BNORM_TUNING_CACHE=$OUT/bnorm_tuning.json
+      echo "default rows use the tuning cache $BNORM_TUNING_CACHE" >>"$log"
+    fi
+    # A few shapes per run (BNORM_BENCH_CHUNK, 3): a run cut short loses only its own
+    # shapes, and start-up (copy bandwidth, cuDNN's libraries) is paid a few times only.
+    # PyTorch gets the last 90 s.
+    local shapes chunks=() chunk="" n_in=0 i=0 done_n=0 rc s
+    mapfile -t shapes < <("$PY" -c 'import json,sys; [print("%dx%dx%dx%d" % (s["n"], s["c"], s["h"], s["w"])) for s in json.load(open(sys.argv[1]))]' "$W/suite.json")
+    for s in "${shapes[@]}"; do
+      chunk+=${chunk:+,}$s
+      n_in=$((n_in + 1))
+      if ((n_in == ${BNORM_BENCH_CHUNK:-3})); then
+        chunks+=("$chunk")
+        chunk=""
+        n_in=0
+      fi
+    done
+    [[ -n $chunk ]] && chunks+=("$chunk")
+    say "bench: ${#shapes[@]} shapes in ${#chunks[@]} runs ($t s, PyTorch included)"
+    for chunk in "${chunks[@]}"; do
+      local rest=$((t - (SECONDS - t0) - 90))
+      if ((rest < 10)); then
+        bad "bench: out of time after $done_n of ${#chunks[@]} runs (run bench alone)"
+        break
+      fi
+      local out_json
+      out_json=$(printf '%s/bench-%03d.json' "$W" "$i")
+      # shellcheck disable=SC2086
+      timeout "$rest" "$bench" --bnorm_shapes="$chunk" --benchmark_out="$out_json" \
+        --benchmark_out_format=json ${BNORM_BENCH_ARGS:-} >>"$log" 2>&1
+      rc=$?
+      if ((rc == 0)) && [[ -s $out_json ]]; then
+        jsons+=("$out_json")
+        done_n=$((done_n + 1))
+      elif ((rc == 0)); then
+        bad "bench: bnorm-bench on $chunk wrote no results: $(tail -1 "$log")"
+      else
+        bad "bench: bnorm-bench on $chunk: exit $rc (bench.log)"
+      fi
+      i=$((i + 1))
+      say "bench: $done_n of ${#chunks[@]} runs done"
+    done
+    ((${#jsons[@]})) || { bad "bench: no results"; return; }
+    local bw
+    bw=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["context"].get("copy_bandwidth_gb_per_s", 0))' "${jsons[0]}")
+    local pt_time=$((t - (SECONDS - t0) - 10))
+    if ((pt_time > 20)); then
+      say "bench: PyTorch peer ($pt_time s)"
+      PYTHONUNBUFFERED=1 timeout "$pt_time" "$PY" bench/peers/pytorch_bn.py --out "$W/pytorch.json" \
+        --suite "$W/suite.json" --copy-gbps "$bw" >>"$log" 2>&1
+      rc=$?
+      if ((rc == 0)); then pt=$W/pytorch.json; else bad "bench: pytorch_bn.py exit $rc (bench.log)"; fi
+    else
+      bad "bench: no time left for the PyTorch peer"
+    fi
+  fi
+  mkdir -p bench/results
+  local args=(merge --bench "${jsons[@]}" --out-dir bench/results)
+  [[ -n $pt && -f $pt ]] && args+=(--pytorch "$pt")
+  [[ -f $OUT/tune_report.json ]] && args+=(--tune "$OUT/tune_report.json")
+  [[ -n $driver ]] && args+=(--driver "$driver")
+  local res
+  if ! res=$("$PY" tools/bench_results.py "${args[@]}" 2>>"$log"); then
+    bad "bench: merging the results failed (bench.log)"
+    return
+  fi
+  cp "$res" "$OUT/"
+  if "$PY" tools/plot_bench.py "$res" -o "${res%.json}.png" >>"$log" 2>&1; then
+    cp "${res%.json}.png" "$OUT/"
+  else
+    bad "bench: the plot failed (bench.log)"
+  fi
+  "$PY" tools/bench_results.py table "$res" >"$W/table.txt" 2>>"$log"
+  cat "$W/table.txt" >>"$log"
+  local errors
+  errors=$("$PY" -c 'import json,sys; print(sum("error" in r for r in json.load(open(sys.argv[1]))["rows"]))' "$res")
+  note "ok    bench: $(basename "$res"): $(grep -c . "$W/table.txt") table lines, $errors rows with errors"
+}
+
+for p in test sanitize tune bench; do
+  wants "$p" || continue
+  if (($(left) < 45)); then
+    bad "$p: not run, out of time (give it its own call)"
+    continue
+  fi
+  "phase_$p"
+done
+
+echo
+echo "==== gpu_check: $header"
+printf '%s\n' "${summary[@]}"
+echo "(logs and results under $OUT: $(cd "$OUT" && ls | tr '\n' ' '))"
+if [[ -f $W/table.txt ]]; then
+  echo
+  cat "$W/table.txt"
+fi
+exit $failed
