@@ -19,6 +19,7 @@ unless given. Seeds are fixed: a CPU run is reproducible.
   python3 tools/experiments/run_experiments.py all --out DIR [--train-limit N] [--epochs N]
 """
 import argparse
+import json
 import math
 import os
 import subprocess
@@ -190,7 +191,6 @@ def exp_momentum(args, tmp):
 def load_dump(directory):
     """The first BN layer's dump (tools/lenet/activation_dump.hpp): (meta, input, output),
     the arrays shaped (n, c, h*w)."""
-    import json
     with open(os.path.join(directory, "bn1.json")) as f:
         meta = json.load(f)
     shape = (meta["n"], meta["c"], meta["h"] * meta["w"])
@@ -237,7 +237,8 @@ def exp_activations(args, tmp):
             ax.set(title=what, xlabel="value", ylabel="density", yscale="log")
             ax.title.set_fontsize(9)
         z = np.linspace(-4, 4, 200)
-        axes[0][1].plot(z, np.exp(-z * z / 2) / math.sqrt(2 * math.pi), "k--", lw=1, label="N(0, 1)")
+        axes[0][1].plot(z, np.exp(-z * z / 2) / math.sqrt(2 * math.pi), "k--", lw=1,
+                        label="N(0, 1)")
     for r in rows:
         print("activations: channel %d input %.3f +- %.3f, normalized %.3f +- %.3f, output "
               "%.3f +- %.3f" % (r["channel"], r["input_mean"], r["input_sd"],
@@ -252,7 +253,8 @@ EXPERIMENTS = {"bn": exp_bn, "lr": exp_lr, "momentum": exp_momentum,
 
 
 def subset(args):
-    train_part = "%d training images" % args.train_limit if args.train_limit else "all 60000 training images"
+    train_part = ("%d training images" % args.train_limit if args.train_limit
+                  else "all 60000 training images")
     test_part = "%d test" % args.test_limit if args.test_limit else "10000 test"
     return "%s, %s" % (train_part, test_part)
 

@@ -69,7 +69,8 @@ class CpuBatchNorm:
             f32p, f32p, ctypes.c_float, ctypes.c_float, f32p, f32p, f32p, f32p]
         self._lib = lib
         self._handle = ctypes.c_void_p()
-        self._check(lib.bnorm_create(ctypes.byref(self._handle), self.BACKEND_CPU, 0), "bnorm_create")
+        self._check(lib.bnorm_create(ctypes.byref(self._handle), self.BACKEND_CPU, 0),
+                    "bnorm_create")
 
     def _check(self, status, what):
         if status != self.SUCCESS:
@@ -165,7 +166,8 @@ def analyse(momentum, runs, true_mean, true_var, batch_size, step_at):
         "spread_ratio_var": spread_ratio(obs_sd_var, sd_var),
         "steady_avg_var": float(np.mean(avg_var[-SPREAD_WINDOW:])),
         "steady_expected_var": float(np.mean(e_var[-SPREAD_WINDOW:])),
-        "biased_var_would_be": float(np.mean(e_var[-SPREAD_WINDOW:]) * (batch_size - 1) / batch_size),
+        "biased_var_would_be": float(np.mean(e_var[-SPREAD_WINDOW:]) * (batch_size - 1)
+                                     / batch_size),
     }
     spread_tol = 4 / math.sqrt(2 * r)
     summary["passed"] = int(summary["max_z_mean"] <= 5 and summary["max_z_var"] <= 5

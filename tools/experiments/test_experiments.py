@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/experiments on a tiny subset (about 10 s on 2 cores): `run_experiments.py all`
+"""tools/experiments on a tiny subset (8 s on 2 cores): `run_experiments.py all`
 must succeed (the momentum checks included), and each CSV must have the expected columns
 and finite values, and each PNG must be written. The one documented exception: in
 lr_sweep.csv a row of a run marked "diverged" may hold a non-finite loss or accuracy.
