@@ -5,6 +5,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <type_traits>
 
 #include "bnorm/bnorm.h"
 #include "cpu/cpu_backend.hpp"
@@ -39,6 +40,18 @@ bnorm_status_t guarded(const char* fn, F&& body) {
   } catch (...) {
     return report(make_status(BNORM_STATUS_INTERNAL_ERROR, "%s: unknown exception", fn));
   }
+}
+
+// A C caller may pass any int where the header says enum. In C++ a value outside the
+// enum's range is undefined behaviour as soon as it is read as the enum (UBSan reports
+// it, and with -fstrict-enums the compiler may delete the very range check), so every
+// enum that comes from the caller is validated through its bytes, read as an int.
+template <class E>
+int raw(const E& e) {
+  static_assert(std::is_enum_v<E> && sizeof(E) == sizeof(int), "a C enum is an int");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
 }
 
 Status check_handle(const bnorm_handle* h) {
@@ -86,12 +99,19 @@ Status check_desc(const bnorm_tensor_t* d) {
   for (int64_t v : dims)
     if (!checked_mul(numel, v, &numel))
       return make_status(BNORM_STATUS_INVALID_VALUE, "desc n*c*h*w overflows 2^62 elements");
-  if (d->layout != BNORM_LAYOUT_NCHW && d->layout != BNORM_LAYOUT_NHWC)
+  const int layout = raw(d->layout), dtype = raw(d->dtype);
+  if (layout != BNORM_LAYOUT_NCHW && layout != BNORM_LAYOUT_NHWC)
     return make_status(BNORM_STATUS_INVALID_VALUE, "desc->layout = %d is not a bnorm_layout_t",
-                       static_cast<int>(d->layout));
-  if (d->dtype != BNORM_DTYPE_F32 && d->dtype != BNORM_DTYPE_F16 && d->dtype != BNORM_DTYPE_BF16)
-    return make_status(BNORM_STATUS_INVALID_VALUE, "desc->dtype = %d is not a bnorm_dtype_t",
-                       static_cast<int>(d->dtype));
+                       layout);
+  if (dtype != BNORM_DTYPE_F32 && dtype != BNORM_DTYPE_F16 && dtype != BNORM_DTYPE_BF16)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "desc->dtype = %d is not a bnorm_dtype_t", dtype);
+  return ok_status();
+}
+
+Status check_op(const bnorm_op_t& op) {
+  const int o = raw(op);
+  if (o < BNORM_OP_FORWARD_TRAINING || o > BNORM_OP_BACKWARD)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "op = %d is not a bnorm_op_t", o);
   return ok_status();
 }
 
@@ -103,10 +123,12 @@ Status check_eps(float eps) {
 }
 
 // Two tensors of d's size may be the same buffer or disjoint, never partly overlap.
+// Compared by distance, not by end addresses: n*c*h*w (up to 2^62) times the element
+// size can pass 2^64, and an end address can wrap, which would hide an overlap.
 Status check_overlap(const void* a, const char* an, const void* b, const char* bn, const bnorm_tensor_t& d) {
   const uintptr_t pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
-  const uintptr_t bytes = static_cast<uintptr_t>(d.n * d.c * d.h * d.w) * elem_bytes(d);
-  if (pa != pb && pa < pb + bytes && pb < pa + bytes)
+  const uintptr_t distance = pa > pb ? pa - pb : pb - pa;
+  if (distance != 0 && distance / elem_bytes(d) < static_cast<uintptr_t>(d.n * d.c * d.h * d.w))
     return make_status(BNORM_STATUS_INVALID_VALUE, "%s and %s partly overlap", an, bn);
   return ok_status();
 }
@@ -143,7 +165,7 @@ extern "C" {
 int bnorm_get_version(void) { return BNORM_VERSION; }
 
 const char* bnorm_status_string(bnorm_status_t s) {
-  switch (s) {
+  switch (raw(s)) {
     case BNORM_STATUS_SUCCESS: return "BNORM_STATUS_SUCCESS";
     case BNORM_STATUS_INVALID_VALUE: return "BNORM_STATUS_INVALID_VALUE";
     case BNORM_STATUS_NOT_SUPPORTED: return "BNORM_STATUS_NOT_SUPPORTED";
@@ -161,9 +183,9 @@ bnorm_status_t bnorm_create(bnorm_handle_t* out, bnorm_backend_t backend, int de
   BNORM_FUNC_RANGE();
   return guarded(__func__, [&]() -> Status {
     if (!out) return make_status(BNORM_STATUS_INVALID_VALUE, "handle output pointer is NULL");
-    if (backend != BNORM_BACKEND_CPU && backend != BNORM_BACKEND_CUDA)
-      return make_status(BNORM_STATUS_INVALID_VALUE, "backend = %d is not a bnorm_backend_t",
-                         static_cast<int>(backend));
+    const int b = raw(backend);
+    if (b != BNORM_BACKEND_CPU && b != BNORM_BACKEND_CUDA)
+      return make_status(BNORM_STATUS_INVALID_VALUE, "backend = %d is not a bnorm_backend_t", b);
     auto h = new bnorm_handle();
     h->backend = backend;
     if (backend == BNORM_BACKEND_CUDA) {
@@ -219,9 +241,12 @@ bnorm_status_t bnorm_get_backend(bnorm_handle_t h, bnorm_backend_t* backend) {
 
 namespace {
 
-Status check_act(bnorm_activation_t act) {
-  if (act != BNORM_ACTIVATION_IDENTITY && act != BNORM_ACTIVATION_RELU)
-    return make_status(BNORM_STATUS_INVALID_VALUE, "act = %d is not a bnorm_activation_t", static_cast<int>(act));
+// The fused entry points call it first, through a reference: act is passed on by value
+// (a read as the enum) only once it is known to be one.
+Status check_act(const bnorm_activation_t& act) {
+  const int a = raw(act);
+  if (a != BNORM_ACTIVATION_IDENTITY && a != BNORM_ACTIVATION_RELU)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "act = %d is not a bnorm_activation_t", a);
   return ok_status();
 }
 
@@ -334,6 +359,7 @@ Status backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, const v
   if (relu) {
     if (dx == y) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias y");
     BNORM_TRY(check_overlap(dx, "dx", y, "y", *d));
+    if (dz) BNORM_TRY(check_overlap(dz, "dz", y, "y", *d));  // y is read while dz is written
   }
   const void* mask = relu ? y : nullptr;
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {mask, "y"}, {dy, "dy"}, {gamma, "gamma"},
@@ -371,7 +397,8 @@ bnorm_status_t bnorm_forward_training_fused(bnorm_handle_t h, const bnorm_tensor
                                             float eps, float* running_mean, float* running_var, float* save_mean,
                                             float* save_invstd, bnorm_activation_t act) {
   BNORM_FUNC_RANGE();
-  return guarded(__func__, [&] {
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_act(act));
     return forward_training(h, d, x, z, y, gamma, beta, momentum, eps, running_mean, running_var, save_mean,
                             save_invstd, act);
   });
@@ -392,7 +419,8 @@ bnorm_status_t bnorm_forward_inference_fused(bnorm_handle_t h, const bnorm_tenso
                                              const float* running_mean, const float* running_var, float eps,
                                              bnorm_activation_t act) {
   BNORM_FUNC_RANGE();
-  return guarded(__func__, [&] {
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_act(act));
     return forward_inference(h, d, x, z, y, gamma, beta, running_mean, running_var, eps, act);
   });
 }
@@ -412,7 +440,8 @@ bnorm_status_t bnorm_backward_fused(bnorm_handle_t h, const bnorm_tensor_t* d, c
                                     const float* save_invstd, void* dx, void* dz, float* dgamma, float* dbeta,
                                     bnorm_activation_t act) {
   BNORM_FUNC_RANGE();
-  return guarded(__func__, [&] {
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_act(act));
     return backward(h, d, x, y, dy, gamma, save_mean, save_invstd, dx, dz, dgamma, dbeta, act);
   });
 }
@@ -422,8 +451,7 @@ bnorm_status_t bnorm_backward_fused(bnorm_handle_t h, const bnorm_tensor_t* d, c
 bnorm_status_t bnorm_set_variant(bnorm_handle_t h, bnorm_op_t op, const char* spec) {
   return guarded(__func__, [&]() -> Status {
     BNORM_TRY(check_handle(h));
-    if (op < BNORM_OP_FORWARD_TRAINING || op > BNORM_OP_BACKWARD)
-      return make_status(BNORM_STATUS_INVALID_VALUE, "op = %d is not a bnorm_op_t", static_cast<int>(op));
+    BNORM_TRY(check_op(op));
     if (!spec) {
       h->forced[op].clear();
       return ok_status();
@@ -444,11 +472,10 @@ bnorm_status_t bnorm_set_variant(bnorm_handle_t h, bnorm_op_t op, const char* sp
 
 namespace {
 
-Status query_problem(const bnorm_handle* h, bnorm_op_t op, const bnorm_tensor_t* d, int aligned16,
+Status query_problem(const bnorm_handle* h, const bnorm_op_t& op, const bnorm_tensor_t* d, int aligned16,
                      bnorm::Problem* pr) {
   BNORM_TRY(check_handle(h));
-  if (op < BNORM_OP_FORWARD_TRAINING || op > BNORM_OP_BACKWARD)
-    return make_status(BNORM_STATUS_INVALID_VALUE, "op = %d is not a bnorm_op_t", static_cast<int>(op));
+  BNORM_TRY(check_op(op));
   BNORM_TRY(check_desc(d));
   *pr = make_problem(op, *d, {});
   pr->aligned16 = aligned16 != 0;
