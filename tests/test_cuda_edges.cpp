@@ -143,8 +143,10 @@ struct DeviceCallBuffers {
   }
 };
 
-// Checked by breaking it: moving check_device_pointers() after the launch, or a launch
-// before the last check in cuda_run, makes the device-only cases write (and fail here).
+// What it guards (argued, not observed: these tests were written on a machine without
+// a GPU, and checked there by running this file's logic against the CPU backend): a
+// check moved after a launch in host/api.cpp or cuda_run lets a kernel write before the
+// call fails, and the bitwise comparison of every device buffer catches it.
 TEST_F(GpuEdges, EveryBadCallFailsAndWritesNothing) {
   DeviceCallBuffers b;
   for (const BadCall& bc : bad_calls()) {
@@ -564,7 +566,8 @@ TEST_F(GpuEdges, DenormalInputs) {
 // with its own stream: the same bits in every output, the saved and the running
 // statistics (restored before each run) and the gradients. The split reductions and the
 // persistent kernels merge partials in CTA order, never in arrival order; an atomicAdd
-// of floats in their place fails this within a few runs.
+// of floats in their place would make the last bits depend on timing, which four runs
+// per configuration over a few thousand configurations would show.
 TEST_F(GpuEdges, BitwiseRepeatableEveryConfig) {
   bnorm_handle_t other = nullptr;
   ASSERT_EQ(bnorm_create(&other, BNORM_BACKEND_CUDA, 0), BNORM_STATUS_SUCCESS);
