@@ -82,7 +82,8 @@ TEST(Api, HandleAccessors) {
   EXPECT_EQ(needed, std::strlen("cpu_reference\n") + 1);
   EXPECT_EQ(bnorm_set_variant(h.h, BNORM_OP_BACKWARD, "two_pass_block"), BNORM_STATUS_INVALID_VALUE);
   EXPECT_EQ(bnorm_set_variant(h.h, BNORM_OP_BACKWARD, "cpu_reference"), BNORM_STATUS_SUCCESS);
-  EXPECT_EQ(bnorm_set_variant(h.h, static_cast<bnorm_op_t>(3), nullptr), BNORM_STATUS_INVALID_VALUE);
+  EXPECT_EQ(bnorm_set_variant(h.h, static_cast<bnorm_op_t>(BNORM_OP_SYNC_BACKWARD + 1), nullptr),
+            BNORM_STATUS_INVALID_VALUE);
 }
 
 // All buffers of one call, filled with sentinels (outputs) or valid data (inputs).
@@ -140,7 +141,7 @@ std::vector<BadCall> bad_calls() {
        [](bnorm_handle_t, Buffers& b) { return train(nullptr, b, &b.d); }},
       {"null desc", BNORM_STATUS_INVALID_VALUE, "desc",
        [](bnorm_handle_t h, Buffers& b) { return train(h, b, nullptr); }},
-      {"n = 0", BNORM_STATUS_INVALID_VALUE, "n", with([](bnorm_tensor_t& d) { d.n = 0; })},
+      {"n < 0", BNORM_STATUS_INVALID_VALUE, "n", with([](bnorm_tensor_t& d) { d.n = -1; })},
       {"c < 0", BNORM_STATUS_INVALID_VALUE, "c", with([](bnorm_tensor_t& d) { d.c = -3; })},
       {"h = 0", BNORM_STATUS_INVALID_VALUE, "h", with([](bnorm_tensor_t& d) { d.h = 0; })},
       {"w < 0", BNORM_STATUS_INVALID_VALUE, "w", with([](bnorm_tensor_t& d) { d.w = -1; })},
