@@ -7,12 +7,18 @@
 //                                     with bnorm_set_variant (label "heuristic" on the
 //                                     heuristic's own)
 //   cudnn/<op>/<shape>/<mode>         spatial, spatial_persistent
+// <shape> is NxCxHxW with _f16 / _bf16, _nhwc, _add_relu for what is not F32, NCHW,
+// plain (suite.hpp); an _add_relu shape's rows time the fused relu(bn(x) + z) forward
+// training and its backward (cuDNN: the Ex calls with BN_ADD_ACTIVATION).
+// --groups selects suite groups, --configs=top only the configurations a tuning cache
+// ranks best (see README.md).
 // Counters: GB/s (bytes the op must move over the median time), pct_floor (the floor
 // time bytes / copy bandwidth over the time, in %), launches per call, iqr_pct (spread
 // of the samples), and graph_us (per-call time inside a CUDA graph) on launch-bound
 // shapes.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +32,7 @@
 #include "common/timing.hpp"
 #include "common/variants.hpp"
 #include "cudnn_peer.hpp"
+#include "tuning_cache.hpp"  // --configs=top reads the cache file the library loads
 
 namespace bnorm_bench {
 namespace {
@@ -37,6 +44,9 @@ struct Options {
   bool print_suite = false;
   bool probe_cudnn = false;
   std::vector<Shape> shapes = suite();
+  bool shapes_given = false;
+  std::vector<std::string> groups;  // empty: all
+  bool top_configs = false;         // --configs=top
   std::vector<bnorm_op_t> ops{std::begin(kOps), std::end(kOps)};
   TimingConfig timing;
   int graph_calls = 32;
@@ -97,6 +107,9 @@ void bnorm_row(benchmark::State& st, Shape shape, bnorm_op_t op, std::string spe
       bnorm_choice_t why = BNORM_CHOICE_HEURISTIC;
       BNB_BNORM(bnorm_query_variant(g.h, op, &d, 1, chosen, sizeof chosen, &why));
       label = std::string(choice_name(why)) + " " + chosen;
+      // The query knows no activation: a fused call may choose otherwise (a persistent
+      // tile that holds x, dy and y, say, may not fit).
+      if (shape.fused) label += " (as queried for the plain op)";
     }
     const Enqueue call = [&](int64_t k) { BNB_BNORM(run_bnorm(g.h, op, g.buffers, k)); };
     measure(st, shape, op, call, label);
@@ -120,14 +133,50 @@ void cudnn_row(benchmark::State& st, Shape shape, bnorm_op_t op, CudnnMode mode)
       const std::string e = g.cudnn->run(op, mode, g.buffers, k);
       if (!e.empty()) throw Error(e);
     };
-    measure(st, shape, op, call, "cuDNN " + std::to_string(g.cudnn->version()));
+    // A call cuDNN refuses (a dtype, layout or fused op it lacks in this mode) skips
+    // the row with cuDNN's reason, before any timing.
+    const std::string refused = g.cudnn->run(op, mode, g.buffers, 0);
+    if (!refused.empty()) throw Error("cuDNN refuses: " + refused);
+    measure(st, shape, op, call,
+            "cuDNN " + std::to_string(g.cudnn->version()) + (shape.fused ? " Ex BN_ADD_ACTIVATION" : ""));
   } catch (const Error& e) {
     st.SkipWithError(e.what());
     exit_if_device_broken();
   }
 }
 
-void register_rows(bnorm_handle_t h, const Options& o) {
+// The GPU the tuning cache's entries must name for --configs=top: the device, or
+// without one the stand-in's compute capability and SM count (any name).
+struct CacheGpu {
+  std::string name;  // "" matches any
+  int cc_major = 9, cc_minor = 0, sm_count = 132;
+};
+
+// The configurations of bnorm_list_variants to time. --configs=all: every one.
+// --configs=top: the heuristic's (the list's first) and those the tuning cache file
+// (BNORM_TUNING_CACHE) holds for this GPU, op and shape (winner and runners-up), in the
+// list's order; every one when there is no file or no entry for the shape and op.
+std::vector<std::string> configs_to_time(const std::vector<std::string>& specs, bnorm_op_t op, const Shape& shape,
+                                         const bnorm::tuning::CacheFile* cache, const CacheGpu& gpu) {
+  if (!cache || specs.empty()) return specs;
+  std::vector<std::string> ranked;
+  for (const bnorm::tuning::Entry& e : cache->entries) {
+    const bnorm::tuning::Key& k = e.key;
+    if ((!gpu.name.empty() && k.gpu != gpu.name) || k.cc_major != gpu.cc_major || k.cc_minor != gpu.cc_minor ||
+        k.sm_count != gpu.sm_count || k.op != op || k.dtype != shape.dtype || k.layout != shape.layout ||
+        k.n != shape.n || k.c != shape.c || k.h != shape.h || k.w != shape.w || !k.aligned16)
+      continue;
+    ranked.push_back(e.winner.spec);
+    for (const bnorm::tuning::Timed& t : e.runners_up) ranked.push_back(t.spec);
+  }
+  if (ranked.empty()) return specs;
+  std::vector<std::string> out;
+  for (size_t i = 0; i < specs.size(); ++i)
+    if (i == 0 || std::find(ranked.begin(), ranked.end(), specs[i]) != ranked.end()) out.push_back(specs[i]);
+  return out;
+}
+
+void register_rows(bnorm_handle_t h, const Options& o, const bnorm::tuning::CacheFile* cache, const CacheGpu& gpu) {
   for (const Shape& shape : o.shapes) {
     for (bnorm_op_t op : o.ops) {
       if (!op_applies(op, shape)) continue;
@@ -135,7 +184,8 @@ void register_rows(bnorm_handle_t h, const Options& o) {
       std::vector<benchmark::internal::Benchmark*> rows;
       rows.push_back(benchmark::RegisterBenchmark(("bnorm/" + base + "default").c_str(), bnorm_row,
                                                   shape, op, std::string(), false));
-      const std::vector<std::string> specs = list_specs(h, op, shape.desc());
+      const std::vector<std::string> all = list_specs(h, op, shape.desc());
+      const std::vector<std::string> specs = o.top_configs ? configs_to_time(all, op, shape, cache, gpu) : all;
       for (size_t i = 0; i < specs.size(); ++i)
         rows.push_back(benchmark::RegisterBenchmark(("bnorm/" + base + specs[i]).c_str(), bnorm_row,
                                                     shape, op, specs[i], i == 0));
@@ -147,28 +197,30 @@ void register_rows(bnorm_handle_t h, const Options& o) {
   }
 }
 
-void print_suite(const std::vector<Shape>& shapes) {
-  std::printf("[");
-  for (size_t i = 0; i < shapes.size(); ++i)
-    std::printf("%s\n  {\"n\": %lld, \"c\": %lld, \"h\": %lld, \"w\": %lld, \"group\": \"%s\"}",
-                i ? "," : "", static_cast<long long>(shapes[i].n), static_cast<long long>(shapes[i].c),
-                static_cast<long long>(shapes[i].h), static_cast<long long>(shapes[i].w),
-                shapes[i].group.c_str());
-  std::printf("\n]\n");
-}
+void print_suite(const std::vector<Shape>& shapes) { std::fputs(suite_json(shapes).c_str(), stdout); }
 
 void usage() {
+  std::string groups;
+  for (const std::string& g : suite_groups()) groups += (groups.empty() ? "" : ",") + g;
   std::fprintf(stderr,
                "bnorm-bench [Google Benchmark flags] [options]\n"
-               "  --bnorm_shapes=suite|NxCxHxW,...   shapes (default: the suite of DESIGN.md)\n"
+               "  --bnorm_shapes=suite|NxCxHxW[_f16|_bf16][_nhwc][_add_relu],...\n"
+               "                                     shapes (default: the suite of DESIGN.md)\n"
+               "  --groups=all|group,...             suite groups (default all): %s\n"
                "  --bnorm_ops=all|op,...             forward_training,forward_inference,backward\n"
+               "                                     (an _add_relu shape: its fused forward training\n"
+               "                                     and backward)\n"
+               "  --configs=all|top                  all configurations (default), or the heuristic's and\n"
+               "                                     the tuning cache's winner and runners-up per shape\n"
+               "                                     and op (BNORM_TUNING_CACHE; all where it has none)\n"
                "  --bnorm_target_ms=MS               device time per row's samples (default 40)\n"
                "  --bnorm_graph_calls=K              calls per CUDA graph on launch-bound shapes (32)\n"
                "  --bnorm_device=D                   CUDA device (0)\n"
                "  --cudnn=PATH | --no_cudnn          cuDNN library (else BNORM_CUDNN_PATH, then a search)\n"
                "  --print_suite                      print the shape suite as JSON and exit\n"
                "  --probe_cudnn                      load cuDNN, say which and whether it runs; exit\n"
-               "Without a device, --benchmark_list_tests lists the rows a 132-SM sm_90 GPU would run.\n");
+               "Without a device, --benchmark_list_tests lists the rows a 132-SM sm_90 GPU would run.\n",
+               groups.c_str());
 }
 
 bool parse_options(int argc, char** argv, Options* o) {
@@ -194,6 +246,16 @@ bool parse_options(int argc, char** argv, Options* o) {
       o->cudnn_path = v;
     } else if (value("--bnorm_shapes", &v)) {
       if (!parse_shapes(v, &o->shapes)) return false;
+      o->shapes_given = true;
+    } else if (value("--groups", &v)) {
+      std::string bad;
+      if (!parse_groups(v, &o->groups, &bad)) {
+        std::fprintf(stderr, "bnorm-bench: unknown group '%s'\n", bad.c_str());
+        return false;
+      }
+    } else if (value("--configs", &v)) {
+      if (v != "all" && v != "top") return false;
+      o->top_configs = v == "top";
     } else if (value("--bnorm_ops", &v)) {
       if (!parse_ops(v, &o->ops)) return false;
     } else if (value("--bnorm_target_ms", &v)) {
@@ -208,6 +270,13 @@ bool parse_options(int argc, char** argv, Options* o) {
       std::fprintf(stderr, "bnorm-bench: unknown argument '%s'\n", a.c_str());
       return false;
     }
+  }
+  // --groups narrows the suite, or the shapes given, to those groups.
+  o->shapes = filter_groups(o->shapes, o->groups);
+  if (o->shapes.empty()) {
+    std::fprintf(stderr, "bnorm-bench: no shape of the suite%s is in the groups given\n",
+                 o->shapes_given ? " or of --bnorm_shapes" : "");
+    return false;
   }
   return true;
 }
@@ -229,6 +298,12 @@ void add_context() {
   benchmark::AddCustomContext("commit", commit_hash());
   const char* cache = std::getenv("BNORM_TUNING_CACHE");
   benchmark::AddCustomContext("tuning_cache", cache && *cache ? cache : "none");
+  benchmark::AddCustomContext("configs", g.opt.top_configs ? "top" : "all");
+  // Each shape's group, dtype and layout, for tools/bench_results.py: {"name": "group", ...}.
+  std::string groups = "{";
+  for (size_t i = 0; i < g.opt.shapes.size(); ++i)
+    groups += (i ? ", \"" : "\"") + g.opt.shapes[i].name() + "\": \"" + g.opt.shapes[i].group + "\"";
+  benchmark::AddCustomContext("shape_groups", groups + "}");
   if (g.cudnn && g.cudnn->ready())
     benchmark::AddCustomContext("cudnn", std::to_string(g.cudnn->version()) + " " + g.cudnn->path());
   else
@@ -261,6 +336,8 @@ int run(int argc, char** argv) {
       return 3;
     }
     std::printf("cuDNN: %zu from %s\n", c.version(), c.path().c_str());
+    std::printf("cuDNN: %s\n", c.has_fused() ? "has the fused Ex calls (BN_ADD_ACTIVATION rows)"
+                                             : "lacks the fused Ex calls: the _add_relu rows will be skipped");
     if (!gpu) {
       std::printf("cuDNN: not initialised: no CUDA device (%s)\n", why.c_str());
       return 0;
@@ -280,14 +357,32 @@ int run(int argc, char** argv) {
     return 0;
   }
   ListingHandle fake;
+  CacheGpu cache_gpu;
   if (gpu) {
     BNB_BNORM(bnorm_create(&g.h, BNORM_BACKEND_CUDA, g.opt.device));
+    const DeviceFacts f = query_device(g.opt.device);
+    cache_gpu = CacheGpu{f.name, f.cc_major, f.cc_minor, f.sm_count};
   } else {
     g.h = fake.get();
     std::fprintf(stderr, "bnorm-bench: no CUDA device (%s): listing the configurations of %s\n",
                  why.c_str(), fake.description().c_str());
   }
-  register_rows(g.h, g.opt);
+  // --configs=top ranks by the cache file the library itself loads.
+  bnorm::tuning::CacheFile cache_file;
+  bool have_cache = false;
+  if (g.opt.top_configs) {
+    const char* path = std::getenv("BNORM_TUNING_CACHE");
+    if (path && *path) {
+      const bnorm::Status s = bnorm::tuning::read_file(path, &cache_file);
+      have_cache = s.ok();
+      if (!have_cache)
+        std::fprintf(stderr, "bnorm-bench: --configs=top: cannot use %s (%s): every configuration is timed\n",
+                     path, s.message.c_str());
+    } else {
+      std::fprintf(stderr, "bnorm-bench: --configs=top without BNORM_TUNING_CACHE: every configuration is timed\n");
+    }
+  }
+  register_rows(g.h, g.opt, have_cache ? &cache_file : nullptr, cache_gpu);
 
   if (gpu && !listing) {
     BNB_CUDA(cudaSetDevice(g.opt.device));

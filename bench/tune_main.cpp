@@ -3,8 +3,8 @@
 // written to the tuning cache with two runners-up (see README.md, "The tuner").
 //
 // Per (shape, op):
-//   1. fresh random non-zero inputs; the reference once, by the CPU backend (float64
-//      accumulation) through the public API;
+//   1. fresh random non-zero inputs in the shape's dtype and layout; the reference
+//      once, by the CPU backend (float64 accumulation) through the public API;
 //   2. per configuration, twice: outputs poisoned with NaN, running statistics
 //      restored, one forced call; the first run's outputs against the reference
 //      (relative error within --rtol, every value written), the second bitwise equal
@@ -15,6 +15,8 @@
 //      entry is needed to get it);
 //   4. the entry (winner + two runners-up) merged into the cache file, which is
 //      rewritten atomically after every entry so a run cut short keeps its work.
+// Fused shapes (_add_relu) are skipped: the cache key has no activation, and their
+// calls use the entries of the plain op of the same dtype, layout and shape.
 #include <unistd.h>
 
 #include <algorithm>
@@ -50,6 +52,8 @@ struct Options {
   std::string out = "bnorm_tuning.json";
   std::string report;
   std::vector<Shape> shapes = suite();
+  bool shapes_given = false;
+  std::vector<std::string> groups;  // empty: all
   std::vector<bnorm_op_t> ops{std::begin(kOps), std::end(kOps)};
   int device = 0;
   double rtol = 1e-4;
@@ -63,13 +67,16 @@ struct Options {
 };
 
 void usage() {
+  std::string groups;
+  for (const std::string& g : suite_groups()) groups += (groups.empty() ? "" : ",") + g;
   std::fprintf(stderr,
                "bnorm-tune [options]\n"
                "  --out=FILE          the tuning cache to write (default bnorm_tuning.json); entries\n"
                "                      of other shapes and GPUs already in it are kept\n"
                "  --fresh             start a new file instead of merging into FILE\n"
                "  --report=FILE       every configuration's verdict and time, as JSON\n"
-               "  --shapes=suite|NxCxHxW,...   (default: the suite)\n"
+               "  --shapes=suite|NxCxHxW[_f16|_bf16][_nhwc],...   (default: the suite)\n"
+               "  --groups=all|group,...   suite groups (default all): %s\n"
                "  --ops=all|op,...    forward_training,forward_inference,backward\n"
                "  --rtol=X            relative error allowed against the reference (1e-4)\n"
                "  --finalists=K       fastest configurations re-timed interleaved (3)\n"
@@ -81,7 +88,11 @@ void usage() {
                "                      if any is rejected: a correctness sweep, e.g. under\n"
                "                      compute-sanitizer\n"
                "  --list              print the configurations per shape and op, and exit\n"
-               "                      (without a device: those of a stand-in 132-SM sm_90 GPU)\n");
+               "                      (without a device: those of a stand-in 132-SM sm_90 GPU)\n"
+               "  --rtol applies to fp32 outputs; a 16-bit y or dx is allowed 4 units of its rounding\n"
+               "  as well (as the tests allow). Fused shapes (_add_relu) are skipped: the cache key\n"
+               "  has no activation.\n",
+               groups.c_str());
 }
 
 bool parse_options(int argc, char** argv, Options* o) {
@@ -110,6 +121,13 @@ bool parse_options(int argc, char** argv, Options* o) {
       o->report = v;
     } else if (value("--shapes", &v)) {
       if (!parse_shapes(v, &o->shapes)) return false;
+      o->shapes_given = true;
+    } else if (value("--groups", &v)) {
+      std::string bad;
+      if (!parse_groups(v, &o->groups, &bad)) {
+        std::fprintf(stderr, "bnorm-tune: unknown group '%s'\n", bad.c_str());
+        return false;
+      }
     } else if (value("--ops", &v)) {
       if (!parse_ops(v, &o->ops)) return false;
     } else if (value("--rtol", &v)) {
@@ -132,6 +150,12 @@ bool parse_options(int argc, char** argv, Options* o) {
       std::fprintf(stderr, "bnorm-tune: unknown argument '%s'\n", a.c_str());
       return false;
     }
+  }
+  o->shapes = filter_groups(o->shapes, o->groups);
+  if (o->shapes.empty()) {
+    std::fprintf(stderr, "bnorm-tune: no shape of the suite%s is in the groups given\n",
+                 o->shapes_given ? " or of --shapes" : "");
+    return false;
   }
   return true;
 }
@@ -158,15 +182,39 @@ std::vector<float> download(const float* src, size_t n, cudaStream_t s) {
   return v;
 }
 
+// A tensor on the host in its stored form (float, half or bfloat16 bits).
+using Bytes = std::vector<unsigned char>;
+void upload_bytes(void* dst, const Bytes& src, cudaStream_t s) {
+  BNB_CUDA(cudaMemcpyAsync(dst, src.data(), src.size(), cudaMemcpyHostToDevice, s));
+}
+Bytes download_bytes(const void* src, size_t bytes, cudaStream_t s) {
+  Bytes v(bytes);
+  BNB_CUDA(cudaMemcpyAsync(v.data(), src, bytes, cudaMemcpyDeviceToHost, s));
+  BNB_CUDA(cudaStreamSynchronize(s));
+  return v;
+}
+
+// The tolerance of a tensor output (y, dx): a 16-bit one differs from the reference by
+// its rounding too (the GPU rounds an fp32 result, the CPU an fp64 one), as the tests
+// allow: 4 units of the dtype's roundoff.
+double tensor_rtol(bnorm_dtype_t t, double rtol) {
+  const double u = t == BNORM_DTYPE_F32 ? 0x1p-24 : t == BNORM_DTYPE_F16 ? 0x1p-11 : 0x1p-8;
+  return std::max(rtol, 4 * u);
+}
+
 // One shape's inputs and CPU references, and the device buffers of the checks.
+// Tensors are in the shape's dtype and layout; per-channel vectors are fp32.
 struct Problem {
   Shape shape;
-  std::vector<float> x, dy, gamma, beta, rm0, rv0;
+  Bytes x, dy;
+  std::vector<float> gamma, beta, rm0, rv0;
   // References: forward training, inference, backward (from the reference's own saved
   // statistics, which the GPU backward gets too).
-  std::vector<float> y_train, save_mean, save_invstd, rm_train, rv_train;
-  std::vector<float> y_infer;
-  std::vector<float> dx, dgamma, dbeta;
+  Bytes y_train;
+  std::vector<float> save_mean, save_invstd, rm_train, rv_train;
+  Bytes y_infer;
+  Bytes dx;
+  std::vector<float> dgamma, dbeta;
 
   DeviceBuffer d_x, d_dy, d_out, d_first, d_ref, d_chan;
   size_t cstride = 0;
@@ -198,10 +246,10 @@ void build_problem(Problem& p, const Shape& s, uint64_t seed, cudaStream_t st) {
 
   // Inputs: per-channel means and spreads, drawn on the device, then the host copies
   // for the reference.
-  fill_channels(p.d_x.f(), n, s.c, s.h * s.w, seed, st);
-  fill_channels(p.d_dy.f(), n, s.c, s.h * s.w, seed ^ 0xD1D1D1D1ull, st);
-  p.x = download(p.d_x.f(), n, st);
-  p.dy = download(p.d_dy.f(), n, st);
+  fill_channels(p.d_x.get(), s.dtype, s.layout, n, s.c, s.h * s.w, seed, st);
+  fill_channels(p.d_dy.get(), s.dtype, s.layout, n, s.c, s.h * s.w, seed ^ 0xD1D1D1D1ull, st);
+  p.x = download_bytes(p.d_x.get(), bytes, st);
+  p.dy = download_bytes(p.d_dy.get(), bytes, st);
   std::mt19937_64 rng(seed);
   auto uniform = [&](double lo, double hi) {
     std::vector<float> v(s.c);
@@ -219,11 +267,11 @@ void build_problem(Problem& p, const Shape& s, uint64_t seed, cudaStream_t st) {
   bnorm_handle_t cpu = nullptr;
   BNB_BNORM(bnorm_create(&cpu, BNORM_BACKEND_CPU, 0));
   const bnorm_tensor_t d = s.desc();
-  p.y_infer.assign(n, 0.0f);
+  p.y_infer.assign(bytes, 0);
   BNB_BNORM(bnorm_forward_inference(cpu, &d, p.x.data(), p.y_infer.data(), p.gamma.data(),
                                     p.beta.data(), p.rm0.data(), p.rv0.data(), kEps));
   if (s.per_channel() >= 2) {
-    p.y_train.assign(n, 0.0f);
+    p.y_train.assign(bytes, 0);
     p.save_mean.assign(s.c, 0.0f);
     p.save_invstd.assign(s.c, 0.0f);
     p.rm_train = p.rm0;
@@ -231,7 +279,7 @@ void build_problem(Problem& p, const Shape& s, uint64_t seed, cudaStream_t st) {
     BNB_BNORM(bnorm_forward_training(cpu, &d, p.x.data(), p.y_train.data(), p.gamma.data(),
                                      p.beta.data(), kMomentum, kEps, p.rm_train.data(),
                                      p.rv_train.data(), p.save_mean.data(), p.save_invstd.data()));
-    p.dx.assign(n, 0.0f);
+    p.dx.assign(bytes, 0);
     p.dgamma.assign(s.c, 0.0f);
     p.dbeta.assign(s.c, 0.0f);
     BNB_BNORM(bnorm_backward(cpu, &d, p.x.data(), p.dy.data(), p.gamma.data(), p.save_mean.data(),
@@ -262,7 +310,7 @@ std::vector<ChannelOut> channel_outputs(const Problem& p, bnorm_op_t op) {
   }
   return {};
 }
-const std::vector<float>& tensor_reference(const Problem& p, bnorm_op_t op) {
+const Bytes& tensor_reference(const Problem& p, bnorm_op_t op) {
   return op == BNORM_OP_FORWARD_TRAINING ? p.y_train : op == BNORM_OP_BACKWARD ? p.dx : p.y_infer;
 }
 
@@ -270,14 +318,14 @@ bnorm_status_t call_checked(bnorm_handle_t h, bnorm_op_t op, const Problem& p) {
   const bnorm_tensor_t d = p.shape.desc();
   switch (op) {
     case BNORM_OP_FORWARD_TRAINING:
-      return bnorm_forward_training(h, &d, p.d_x.f(), p.d_out.f(), p.gamma_d(), p.beta_d(), kMomentum,
+      return bnorm_forward_training(h, &d, p.d_x.get(), p.d_out.get(), p.gamma_d(), p.beta_d(), kMomentum,
                                     kEps, p.rm_d(), p.rv_d(), p.save_mean_d(), p.save_invstd_d());
     case BNORM_OP_FORWARD_INFERENCE:
-      return bnorm_forward_inference(h, &d, p.d_x.f(), p.d_out.f(), p.gamma_d(), p.beta_d(), p.rm_d(),
+      return bnorm_forward_inference(h, &d, p.d_x.get(), p.d_out.get(), p.gamma_d(), p.beta_d(), p.rm_d(),
                                      p.rv_d(), kEps);
     case BNORM_OP_BACKWARD:
-      return bnorm_backward(h, &d, p.d_x.f(), p.d_dy.f(), p.gamma_d(), p.saved_mean_in(),
-                            p.saved_invstd_in(), p.d_out.f(), p.dgamma_d(), p.dbeta_d());
+      return bnorm_backward(h, &d, p.d_x.get(), p.d_dy.get(), p.gamma_d(), p.saved_mean_in(),
+                            p.saved_invstd_in(), p.d_out.get(), p.dgamma_d(), p.dbeta_d());
   }
   return BNORM_STATUS_INVALID_VALUE;
 }
@@ -314,9 +362,9 @@ void check(bnorm_handle_t h, bnorm_op_t op, const Problem& p, Comparer& cmp, dou
     }
     BNB_CUDA(cudaStreamSynchronize(st));
     if (run == 0) {
-      const double e = cmp.compare(p.d_out.f(), p.d_ref.f(), n, st).rel();
+      const double e = cmp.compare(p.d_out.get(), p.d_ref.get(), p.shape.dtype, n, st).rel();
       c->errors[op == BNORM_OP_BACKWARD ? "dx" : "y"] = std::isfinite(e) ? json(e) : json("inf");
-      bool wrong = !(e <= rtol);
+      bool wrong = !(e <= tensor_rtol(p.shape.dtype, rtol));
       for (size_t i = 0; i < outs.size(); ++i) {
         first[i] = download(outs[i].d, p.shape.c, st);
         const double ei = rel_error(first[i], *outs[i].ref);
@@ -330,7 +378,7 @@ void check(bnorm_handle_t h, bnorm_op_t op, const Problem& p, Comparer& cmp, dou
       }
       BNB_CUDA(cudaMemcpyAsync(p.d_first.get(), p.d_out.get(), p.shape.bytes(), cudaMemcpyDeviceToDevice, st));
     } else {
-      const unsigned long long diff = cmp.bitwise_differences(p.d_out.f(), p.d_first.f(), n, st);
+      const unsigned long long diff = cmp.bitwise_differences(p.d_out.get(), p.d_first.get(), p.shape.dtype, n, st);
       std::string differs = diff ? std::to_string(diff) + " values of the tensor" : "";
       for (size_t i = 0; i < outs.size(); ++i) {
         const std::vector<float> again = download(outs[i].d, p.shape.c, st);
@@ -414,8 +462,7 @@ void tune_op(Context& cx, const Problem& p, bnorm_op_t op, Comparer& cmp) {
     cands[i].spec = specs[i];
     cands[i].heuristic = i == 0;
   }
-  const std::vector<float>& ref = tensor_reference(p, op);
-  upload(p.d_ref.f(), ref, cx.stream);
+  upload_bytes(p.d_ref.get(), tensor_reference(p, op), cx.stream);
 
   // Correct first.
   for (Candidate& c : cands) {
@@ -492,8 +539,8 @@ void tune_op(Context& cx, const Problem& p, bnorm_op_t op, Comparer& cmp) {
     e.key.cc_minor = cx.facts.cc_minor;
     e.key.sm_count = cx.facts.sm_count;
     e.key.op = op;
-    e.key.dtype = BNORM_DTYPE_F32;
-    e.key.layout = BNORM_LAYOUT_NCHW;
+    e.key.dtype = s.dtype;
+    e.key.layout = s.layout;
     e.key.n = s.n;
     e.key.c = s.c;
     e.key.h = s.h;
@@ -542,7 +589,7 @@ int list_only(const Options& o) {
     std::printf("# no CUDA device (%s): the configurations of %s\n", why.c_str(), fake.description().c_str());
   for (const Shape& s : o.shapes)
     for (bnorm_op_t op : o.ops) {
-      if (!op_applies(op, s)) continue;
+      if (!op_applies(op, s) || s.fused) continue;
       const std::vector<std::string> specs = list_specs(h, op, s.desc());
       std::printf("%s %s %zu:", op_name(op), s.name().c_str(), specs.size());
       for (const std::string& sp : specs) std::printf(" %s", sp.c_str());
@@ -607,6 +654,11 @@ int run(int argc, char** argv) {
   Comparer cmp;
   uint64_t seed = cx.opt.seed;
   for (const Shape& s : cx.opt.shapes) {
+    if (s.fused) {
+      std::printf("%-18s %-16s skipped: fused rows use the plain op's entries (the key has no activation)\n", "",
+                  s.name().c_str());
+      continue;
+    }
     Problem p;
     build_problem(p, s, seed++, cx.stream);  // fresh inputs per shape
     for (bnorm_op_t op : cx.opt.ops) {

@@ -134,7 +134,7 @@ int64_t persistent_min_splits(const Problem& pr, const Policy& p) {
 std::string why_not_persistent(const Problem& pr, const Policy& p, const Device& d) {
   std::string r = why_not_common(pr, p);
   if (!r.empty()) return r;
-  if (p.threads != 256 && p.threads != 512) return "persistent runs 256 or 512 threads per CTA";
+  if (p.threads != 512) return "persistent runs 512 threads per CTA";
   kern::PersistentPlan plan;
   if (!kern::persistent_plan(pr.shape, p, resident_ctas(pr, p, d), held_inputs(pr), &plan)) {
     std::ostringstream m;
@@ -181,7 +181,7 @@ std::vector<Policy> space_persistent(const Problem& pr, const Device& d) {
   std::vector<Policy> out;
   for (int vec : {wide(pr), 1}) {
     if (vec > 1 && !wide_allowed(pr)) continue;
-    for (int threads : {256, 512}) {
+    for (int threads : {512}) {
       Policy p{threads, vec, 1};
       const int resident = resident_ctas(pr, p, d);
       const int64_t lo = std::max<int64_t>(1, persistent_min_splits(pr, p));

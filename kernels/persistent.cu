@@ -16,9 +16,9 @@
 // barrier per round. A channel larger than the whole chip's register budget falls back
 // to the two-pass variants (why_not says so).
 //
-// Register budget: 32 values per thread at 512 threads (64 at 256), shared by the inputs
-// held (x; dy and x; dy, x and y for a fused ReLU), two CTAs per SM (launch bounds): a
-// 512-thread CTA holds 64 KB of x and the H100's 132 SMs about 17 MB per round.
+// The tile: 24 values per thread in registers and 48 in shared memory, shared by the
+// inputs held (x; dy and x; dy, x and y for a fused ReLU), 512 threads, two CTAs per SM:
+// a CTA holds 144 KB of x and the H100's 132 SMs about 38 MB per round.
 
 #include <cooperative_groups.h>
 
@@ -35,13 +35,36 @@ namespace {
 
 constexpr int kCtasPerSm = 2;
 
-// Values per thread per input: the register tile. Scalar loads keep half as many: each
-// needs its own index arithmetic, and 32 of them spill at 64 registers (ptxas -v).
+// One thread count: 512 threads, two CTAs per SM (64 registers each). 256 threads
+// measured no better on the H100 (bench/NOTES.md) and doubled the compile.
+constexpr int kThreads = 512;
+
+// Values per thread per input: the register tile, 24 of the 64 registers, which leaves
+// room for the shared-memory half's loads in flight without spills (ptxas -v). Scalar
+// loads keep half as many: each needs its own index arithmetic.
 constexpr int elems_for(int threads, int inputs, int vec) {
-  return (threads == 512 ? 32 : 64) / inputs / (vec == 1 ? 2 : 1);
+  return (threads == kThreads ? 24 : 0) / inputs / vec * vec / (vec == 1 ? 2 : 1);
 }
 
-template <int THREADS, int VEC, int ITEMS, class Reducer, class MapOp>
+// Values per thread per input in shared memory, the second part of the tile: 96 KB per
+// CTA, so two CTAs fill the SM's 228 KB with the static temporaries beside them. More on
+// chip is fewer rounds, and each round costs a barrier and a pipeline drain.
+constexpr int smem_elems_for(int threads, int inputs, int vec) {
+  return (threads == kThreads ? 48 : 0) / inputs / vec * vec;
+}
+
+template <int THREADS, int VEC, class Reducer>
+constexpr int kRegItems = elems_for(THREADS, Reducer::kInputs, VEC) / VEC;
+template <int THREADS, int VEC, class Reducer>
+constexpr int kSmemItems = smem_elems_for(THREADS, Reducer::kInputs, VEC) / VEC;
+template <int THREADS, int VEC, class Reducer>
+constexpr size_t kSmemBytes = sizeof(float) * static_cast<size_t>(kSmemItems<THREADS, VEC, Reducer>) *
+                              Reducer::kInputs * THREADS * VEC;
+
+// Vector k of the thread's tile: items [0, RITEMS) live in registers, the rest in shared
+// memory at [k - RITEMS][input][thread] (a warp's 16-byte stores are contiguous: no bank
+// conflicts).
+template <int THREADS, int VEC, int RITEMS, int SITEMS, class Reducer, class MapOp>
 __global__ void __launch_bounds__(THREADS, kCtasPerSm)
     persistent_kernel(Reducer red, MapOp op, ChannelGeometry g, PersistentPlan plan,
                       typename Reducer::State* partials) {
@@ -51,10 +74,16 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
   // The tile holds the reducer's inputs; the elementwise op's further inputs (a fused
   // add's z) are read when the outputs are written.
   constexpr int kHeld = Reducer::kInputs;
+  constexpr int kItems = RITEMS + SITEMS;
   static_assert(MapOp::kInputs >= kHeld, "the op reads what the reducer read, and more");
   __shared__ typename BlockReduce::TempStorage block_tmp;
   __shared__ typename WarpReduce::TempStorage warp_tmp;
   __shared__ float4 coef;
+  extern __shared__ float4 smem_tile_raw[];
+  float* smem_tile = reinterpret_cast<float*>(smem_tile_raw);
+  auto smem_at = [&](int k, int j) {
+    return smem_tile + ((static_cast<size_t>(k - RITEMS) * kHeld + j) * THREADS + threadIdx.x) * VEC;
+  };
   auto merge = [&](const State& x, const State& y) { return red.merge(x, y); };
 
   cg::grid_group grid = cg::this_grid();
@@ -67,22 +96,53 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
     const int64_t c = round * plan.channels_per_round + blockIdx.x / S;
     const bool active = c < g.c_total;  // the last round may have fewer channels
 
-    float tile[ITEMS][kHeld][VEC];
+    float tile[RITEMS > 0 ? RITEMS : 1][kHeld][VEC];
     State st = red.empty();
     const float kc = active ? red.channel_constant(c) : 0.0f;
     if (active) {
+      // Registers first: RITEMS independent loads per input in flight. Read once:
+      // streaming loads keep L2 for the partials and the next round.
 #pragma unroll
-      for (int k = 0; k < ITEMS; ++k) {
+      for (int k = 0; k < RITEMS; ++k) {
         const int64_t v = first + k * stride;
         if (v < g.vec_count) {
           const int64_t off = Index32::template offset<VEC>(g, c, v);
-          // Read once: streaming loads keep L2 for the partials and the next round.
 #pragma unroll
           for (int j = 0; j < kHeld; ++j) load_stream<VEC>(red.in[j] + off, tile[k][j]);
         }
       }
+      // Then the shared-memory part, two vectors at a time through registers.
+      constexpr int kBatch = 2;
 #pragma unroll
-      for (int k = 0; k < ITEMS; ++k) {
+      for (int k0 = RITEMS; k0 < kItems; k0 += kBatch) {
+        float t[kBatch][kHeld][VEC];
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b) {
+          const int64_t v = first + (k0 + b) * stride;
+          if (k0 + b < kItems && v < g.vec_count) {
+            const int64_t off = Index32::template offset<VEC>(g, c, v);
+#pragma unroll
+            for (int j = 0; j < kHeld; ++j) load_stream<VEC>(red.in[j] + off, t[b][j]);
+          }
+        }
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b) {
+          if (k0 + b < kItems && first + (k0 + b) * stride < g.vec_count) {
+            float v3[3][VEC] = {};
+#pragma unroll
+            for (int j = 0; j < kHeld; ++j) {
+#pragma unroll
+              for (int i = 0; i < VEC; ++i) {
+                v3[j][i] = t[b][j][i];
+                smem_at(k0 + b, j)[i] = t[b][j][i];
+              }
+            }
+            red.template add<VEC>(st, kc, v3);
+          }
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < RITEMS; ++k) {
         if (first + k * stride < g.vec_count) {
           float v3[3][VEC] = {};
 #pragma unroll
@@ -108,7 +168,7 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
       __syncthreads();
       const float4 k4 = coef;
 #pragma unroll
-      for (int k = 0; k < ITEMS; ++k) {
+      for (int k = 0; k < kItems; ++k) {
         const int64_t v = first + k * stride;
         if (v < g.vec_count) {
           const int64_t off = Index32::template offset<VEC>(g, c, v);
@@ -116,8 +176,14 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
 #pragma unroll
           for (int j = 0; j < 3; ++j) {
             if (j < kHeld) {
+              if (k < RITEMS) {
 #pragma unroll
-              for (int i = 0; i < VEC; ++i) in[j][i] = tile[k][j < kHeld ? j : 0][i];
+                for (int i = 0; i < VEC; ++i) in[j][i] = tile[k < RITEMS ? k : 0][j < kHeld ? j : 0][i];
+              } else {
+                const float* p = smem_at(k, j < kHeld ? j : 0);
+#pragma unroll
+                for (int i = 0; i < VEC; ++i) in[j][i] = p[i];
+              }
             } else if (j < MapOp::kInputs) {
               load_stream<VEC>(op.in[j] + off, in[j]);
             }
@@ -133,29 +199,50 @@ __global__ void __launch_bounds__(THREADS, kCtasPerSm)
 }
 
 template <int THREADS, int VEC, class Reducer, class MapOp>
+constexpr auto kernel_of() {
+  return &persistent_kernel<THREADS, VEC, kRegItems<THREADS, VEC, Reducer>, kSmemItems<THREADS, VEC, Reducer>,
+                            Reducer, MapOp>;
+}
+
+// Raises the kernel's dynamic shared memory limit past the default 48 KB, once per
+// instantiation and device.
+template <int THREADS, int VEC, class Reducer, class MapOp>
+cudaError_t prepare_kernel(int dev) {
+  static bool done[64] = {};
+  if (dev < 0 || dev >= 64) return cudaErrorInvalidDevice;
+  if (done[dev]) return cudaSuccess;
+  const cudaError_t e = cudaFuncSetAttribute(kernel_of<THREADS, VEC, Reducer, MapOp>(),
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(kSmemBytes<THREADS, VEC, Reducer>));
+  if (e == cudaSuccess) done[dev] = true;
+  return e;
+}
+
+template <int THREADS, int VEC, class Reducer, class MapOp>
 cudaError_t launch_persistent(const Reducer& red, const MapOp& op, const Shape& s, const Policy& p,
                               const Workspace& w, cudaStream_t stream) {
-  constexpr int kItems = elems_for(THREADS, Reducer::kInputs, VEC) / VEC;
   const int resident = persistent_resident_ctas(p, s.dtype, Reducer::kInputs);
   PersistentPlan plan;
   if (resident <= 0 || !persistent_plan(s, p, resident, Reducer::kInputs, &plan)) return cudaErrorInvalidConfiguration;
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = prepare_kernel<THREADS, VEC, Reducer, MapOp>(dev);
+  if (e != cudaSuccess) return e;
   // A channel that fits on chip has far fewer than 2^31 vectors: the 32-bit index holds.
   ChannelGeometry g = channel_geometry(s, VEC);
   auto* partials = static_cast<typename Reducer::State*>(w.scratch);
   void* args[] = {const_cast<Reducer*>(&red), const_cast<MapOp*>(&op), &g, &plan, &partials};
-  const void* fn = reinterpret_cast<const void*>(&persistent_kernel<THREADS, VEC, kItems, Reducer, MapOp>);
-  return cudaLaunchCooperativeKernel(fn, dim3(plan.grid), dim3(THREADS), args, 0, stream);
+  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel_of<THREADS, VEC, Reducer, MapOp>()),
+                                     dim3(plan.grid), dim3(THREADS), args, kSmemBytes<THREADS, VEC, Reducer>, stream);
 }
 
-// The persistent kernels' compiled (dtype, threads, vec) triples.
 template <class F>
 cudaError_t with_persistent_policy(const Policy& p, DType t, F&& f) {
   return with_dtype(t, [&](auto e) -> cudaError_t {
     constexpr int W = kWide<decltype(e)>;
-    if (p.vec == W && p.threads == 256) return f(e, Int<256>{}, Int<W>{});
-    if (p.vec == W && p.threads == 512) return f(e, Int<512>{}, Int<W>{});
-    if (p.vec == 1 && p.threads == 256) return f(e, Int<256>{}, Int<1>{});
-    if (p.vec == 1 && p.threads == 512) return f(e, Int<512>{}, Int<1>{});
+    if (p.threads != kThreads) return cudaErrorInvalidConfiguration;
+    if (p.vec == W) return f(e, Int<kThreads>{}, Int<W>{});
+    if (p.vec == 1) return f(e, Int<kThreads>{}, Int<1>{});
     return cudaErrorInvalidConfiguration;
   });
 }
@@ -164,7 +251,6 @@ cudaError_t with_persistent_policy(const Policy& p, DType t, F&& f) {
 // cooperative launch needs the exact co-resident count.
 template <int THREADS, int VEC, class Reducer, class MapOp>
 int resident_ctas() {
-  constexpr int kItems = elems_for(THREADS, Reducer::kInputs, VEC) / VEC;
   static int cache[64] = {};  // per device ordinal; 0 = not yet known
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
@@ -173,8 +259,9 @@ int resident_ctas() {
   }
   if (cache[dev] > 0) return cache[dev];
   int per_sm = 0, sms = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel<THREADS, VEC, kItems, Reducer, MapOp>,
-                                                    THREADS, 0) != cudaSuccess ||
+  if (prepare_kernel<THREADS, VEC, Reducer, MapOp>(dev) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel_of<THREADS, VEC, Reducer, MapOp>(), THREADS,
+                                                    kSmemBytes<THREADS, VEC, Reducer>) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
     cudaGetLastError();
     return 0;
@@ -201,7 +288,7 @@ int persistent_resident_ctas(const Policy& p, DType t, int inputs) {
 }
 
 int persistent_vectors_per_cta(const Policy& p, int inputs) {
-  return p.threads * (elems_for(p.threads, inputs, p.vec) / p.vec);
+  return p.threads * (elems_for(p.threads, inputs, p.vec) / p.vec + smem_elems_for(p.threads, inputs, p.vec) / p.vec);
 }
 
 bool persistent_plan(const Shape& s, const Policy& p, int resident, int inputs, PersistentPlan* out) {

@@ -9,27 +9,34 @@
 #   sanitize  compute-sanitizer memcheck, racecheck, initcheck, synccheck on every
 #             gpu-labelled test binary and on bnorm-tune --check_only (all
 #             configurations of a few small shapes)                     -> $OUT/sanitize.log
-#   tune      bnorm-tune over the suite                                 -> $OUT/tune.log,
+#   tune      bnorm-tune over the groups of BNORM_TUNE_GROUPS, else those of the bench
+#             (fused shapes are not tuned: they use their plain op's entries) -> $OUT/tune.log,
 #             $OUT/bnorm_tuning.json (the cache), $OUT/tune_report.json
-#   bench     bnorm-bench (bnorm + cuDNN), a few shapes per run, then bench/peers/pytorch_bn.py,
-#             merged into bench/results/<date>-<gpu>.json with its PNG  -> $OUT/bench.log,
-#             $OUT/<date>-<gpu>.json, $OUT/<date>-<gpu>.png
+#   bench     bnorm-bench (bnorm + cuDNN) over the groups of BNORM_BENCH_GROUPS, a few
+#             shapes per run, then bench/peers/pytorch_bn.py on the same shapes, merged into
+#             bench/results/<date>-<gpu>[-<groups>].json with its PNG -> $OUT/bench.log,
+#             $OUT/<date>-<gpu>[-<groups>].json and .png
 #   all       all four (may not fit one 10-minute call: later phases get what is left)
 # A tune before bench in the same call makes the bench's "default" rows use the new
 # cache; in a call of its own, bench uses BNORM_TUNING_CACHE if the caller sets it (a
 # cache committed from an earlier run, say). Each call fits the device's 10 minutes:
 # the phases share BNORM_CHECK_BUDGET seconds (default 560) and a phase cut short says
-# so. The two calls that fit:
+# so. The calls that fit (bench/README.md, "The GPU check"):
 #   bash tools/gpu_check.sh test sanitize
-#   bash tools/gpu_check.sh tune bench
+#   bash tools/gpu_check.sh tune bench        # the F32 NCHW groups: resnet50, lenet, odd
+#   BNORM_BENCH_GROUPS=resnet50-f16,resnet50-bf16 bash tools/gpu_check.sh bench
+#   BNORM_BENCH_GROUPS=resnet50-nhwc,resnet50-nhwc-f16,resnet50-fused bash tools/gpu_check.sh bench
 # At most 8 files are written under $OUT (what the device returns). The last lines
 # printed are the summary and the short results table.
 #
 # Environment: OUT (default ./out), PYTHON (python3), BNORM_CHECK_BUDGET,
 # BNORM_CHECK_WORK (scratch, default /tmp/bnorm-check), BNORM_CTEST_JOBS (4),
 # BNORM_SANITIZE_FILTER (a gtest filter for the sanitizer runs), BNORM_SANITIZE_SHAPES,
-# BNORM_TUNE_ARGS, BNORM_BENCH_ARGS (extra arguments), BNORM_BENCH_CHUNK (shapes per
-# bnorm-bench run, 3), BNORM_CUDNN_PATH.
+# BNORM_TUNE_GROUPS, BNORM_TUNE_ARGS, BNORM_BENCH_ARGS (extra arguments), BNORM_BENCH_CHUNK (shapes per
+# bnorm-bench run, 3), BNORM_BENCH_GROUPS (suite groups of the bench phase, comma-separated,
+# default resnet50,lenet,odd; "all" for every group), BNORM_BENCH_CONFIGS (all, or top: the
+# heuristic's and the tuning cache's three per shape and op), BNORM_BENCH_TARGET_MS (device
+# time per row, 20), BNORM_CUDNN_PATH.
 # Without a GPU (nvidia-smi absent) the GPU steps are skipped; for testing the script
 # here, BNORM_CHECK_BENCH_JSON / BNORM_CHECK_PYTORCH_JSON stand in for the outputs of
 # bnorm-bench and pytorch_bn.py.
@@ -42,6 +49,9 @@ OUT=${OUT:-$root/out}
 W=${BNORM_CHECK_WORK:-/tmp/bnorm-check}
 PY=${PYTHON:-python3}
 BUDGET=${BNORM_CHECK_BUDGET:-560}
+# The suite groups of tune and bench unless BNORM_BENCH_GROUPS (or BNORM_TUNE_GROUPS)
+# says otherwise: the F32 NCHW ones; the others take calls of their own.
+BENCH_GROUPS_DEFAULT=resnet50,lenet,odd
 mkdir -p "$OUT"
 
 summary=()
@@ -59,7 +69,7 @@ for a in "$@"; do
   case $a in
     all) want+=(test sanitize tune bench) ;;
     test | sanitize | tune | bench) want+=("$a") ;;
-    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown phase '$a' (test sanitize tune bench all)" >&2; exit 2 ;;
   esac
 done
@@ -192,7 +202,7 @@ print("\n".join(seen))')
     cmds+=("$b${BNORM_SANITIZE_FILTER:+ --gtest_filter=$BNORM_SANITIZE_FILTER}")
   done <<<"$bins"
   names+=("bnorm-tune")
-  cmds+=("$B/bench/bnorm-tune --check_only --shapes=${BNORM_SANITIZE_SHAPES:-3x5x7x9,2x1x1x1,16x6x8x8,128x84,4096x3x1x1,2x4096x1x1}")
+  cmds+=("$B/bench/bnorm-tune --check_only --shapes=${BNORM_SANITIZE_SHAPES:-3x5x7x9,2x1x1x1,16x6x8x8,128x84,4096x3x1x1,2x4096x1x1,16x16x8x8_f16_nhwc,2x4096x1x1_bf16}")
   local n=$((${#cmds[@]} * 4)) per
   per=$((t / n))
   ((per < 20)) && per=20
@@ -229,9 +239,10 @@ phase_tune() {
     note "skip  tune: no GPU"
     return
   fi
-  say "tune: bnorm-tune over the suite ($t s)"
+  local groups=${BNORM_TUNE_GROUPS:-${BNORM_BENCH_GROUPS:-$BENCH_GROUPS_DEFAULT}}
+  say "tune: bnorm-tune over the groups $groups ($t s)"
   # shellcheck disable=SC2086
-  timeout "$t" "$B/bench/bnorm-tune" --fresh --out="$OUT/bnorm_tuning.json" \
+  timeout "$t" "$B/bench/bnorm-tune" --fresh --groups="$groups" --out="$OUT/bnorm_tuning.json" \
     --report="$OUT/tune_report.json" ${BNORM_TUNE_ARGS:-} >>"$log" 2>&1
   local rc=$? last
   last=$(grep '^bnorm-tune: .*rejected' "$log" | tail -1)
@@ -254,7 +265,16 @@ phase_bench() {
   t=$(phase_time 480)
   echo "$header" >"$log"
   local bench=$B/bench/bnorm-bench jsons=() pt=""
-  "$bench" --print_suite >"$W/suite.json" 2>>"$log"
+  local groups=${BNORM_BENCH_GROUPS:-$BENCH_GROUPS_DEFAULT} configs=${BNORM_BENCH_CONFIGS:-all}
+  local target=${BNORM_BENCH_TARGET_MS:-20} tag=""
+  # A run of other groups than the default one is named after them: several calls'
+  # results sit side by side (tools/bench_results.py combine joins them).
+  [[ $groups != "$BENCH_GROUPS_DEFAULT" ]] && tag=${groups//,/_}
+  if ! "$bench" --groups="$groups" --print_suite >"$W/suite.json" 2>>"$log"; then
+    bad "bench: bnorm-bench --groups=$groups --print_suite failed (bench.log)"
+    return
+  fi
+  echo "groups $groups, configurations $configs, $target ms per row" >>"$log"
   if [[ -n ${BNORM_CHECK_BENCH_JSON:-} ]]; then
     jsons=("$BNORM_CHECK_BENCH_JSON")
     pt=${BNORM_CHECK_PYTORCH_JSON:-}
@@ -272,7 +292,7 @@ phase_bench() {
     # shapes, and start-up (copy bandwidth, cuDNN's libraries) is paid a few times only.
     # PyTorch gets the last 90 s.
     local shapes chunks=() chunk="" n_in=0 i=0 done_n=0 rc s
-    mapfile -t shapes < <("$PY" -c 'import json,sys; [print("%dx%dx%dx%d" % (s["n"], s["c"], s["h"], s["w"])) for s in json.load(open(sys.argv[1]))]' "$W/suite.json")
+    mapfile -t shapes < <("$PY" -c 'import json,sys; [print(s["name"]) for s in json.load(open(sys.argv[1]))]' "$W/suite.json")
     for s in "${shapes[@]}"; do
       chunk+=${chunk:+,}$s
       n_in=$((n_in + 1))
@@ -283,7 +303,7 @@ phase_bench() {
       fi
     done
     [[ -n $chunk ]] && chunks+=("$chunk")
-    say "bench: ${#shapes[@]} shapes in ${#chunks[@]} runs ($t s, PyTorch included)"
+    say "bench: groups $groups: ${#shapes[@]} shapes in ${#chunks[@]} runs, configurations $configs, $target ms per row ($t s, PyTorch included)"
     for chunk in "${chunks[@]}"; do
       local rest=$((t - (SECONDS - t0) - 90))
       if ((rest < 10)); then
@@ -293,8 +313,8 @@ phase_bench() {
       local out_json
       out_json=$(printf '%s/bench-%03d.json' "$W" "$i")
       # shellcheck disable=SC2086
-      timeout "$rest" "$bench" --bnorm_shapes="$chunk" --benchmark_out="$out_json" \
-        --benchmark_out_format=json ${BNORM_BENCH_ARGS:-} >>"$log" 2>&1
+      timeout "$rest" "$bench" --bnorm_shapes="$chunk" --configs="$configs" --bnorm_target_ms="$target" \
+        --benchmark_out="$out_json" --benchmark_out_format=json ${BNORM_BENCH_ARGS:-} >>"$log" 2>&1
       rc=$?
       if ((rc == 0)) && [[ -s $out_json ]]; then
         jsons+=("$out_json")
@@ -314,7 +334,7 @@ phase_bench() {
     if ((pt_time > 20)); then
       say "bench: PyTorch peer ($pt_time s)"
       PYTHONUNBUFFERED=1 timeout "$pt_time" "$PY" bench/peers/pytorch_bn.py --out "$W/pytorch.json" \
-        --suite "$W/suite.json" --copy-gbps "$bw" >>"$log" 2>&1
+        --suite "$W/suite.json" --copy-gbps "$bw" --target-ms "$target" >>"$log" 2>&1
       rc=$?
       if ((rc == 0)); then pt=$W/pytorch.json; else bad "bench: pytorch_bn.py exit $rc (bench.log)"; fi
     else
@@ -323,6 +343,7 @@ phase_bench() {
   fi
   mkdir -p bench/results
   local args=(merge --bench "${jsons[@]}" --out-dir bench/results)
+  [[ -n $tag ]] && args+=(--tag "$tag")
   [[ -n $pt && -f $pt ]] && args+=(--pytorch "$pt")
   [[ -f $OUT/tune_report.json ]] && args+=(--tune "$OUT/tune_report.json")
   [[ -n $driver ]] && args+=(--driver "$driver")

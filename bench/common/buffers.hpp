@@ -1,6 +1,7 @@
 // Rotating device buffers for timing: several sets of (x, y, dy, dx) laid out in slabs
 // that total at least twice the L2, so consecutive calls never find their inputs in
 // L2 and a small tensor is not timed at L2 bandwidth. Big tensors get one or two sets.
+// Tensors hold the shape's dtype in its layout; per-channel vectors are fp32.
 //
 // Every tensor is 256-byte aligned (so 16-byte aligned, as the tuning key assumes) and
 // filled with random values, never zeros.
@@ -17,7 +18,9 @@ class RotatingBuffers {
  public:
   // Allocates and fills for shape, unless already prepared for it. With M >= 2 the
   // saved statistics for backward come from one bnorm forward training on set 0 (what
-  // dispatch picks); h may be null for M < 2.
+  // dispatch picks); h may be null for M < 2. A fused shape also gets, per set, the
+  // fused forward's output y = relu(bn(x) + z) (the ReLU mask its backward reads) and
+  // a dz tensor.
   void prepare(const Shape& shape, size_t l2_bytes, bnorm_handle_t h, cudaStream_t stream);
   void release();
 
@@ -25,10 +28,15 @@ class RotatingBuffers {
   int64_t sets() const { return sets_; }
 
   // Set k modulo sets(). y and dx share one slab: no op writes both.
-  const float* x(int64_t k) const { return at(x_, k); }
-  float* y(int64_t k) const { return at(out_, k); }
-  const float* dy(int64_t k) const { return at(dy_, k); }
-  float* dx(int64_t k) const { return at(out_, k); }
+  const void* x(int64_t k) const { return at(x_, k); }
+  void* y(int64_t k) const { return at(out_, k); }
+  const void* dy(int64_t k) const { return at(dy_, k); }
+  void* dx(int64_t k) const { return at(out_, k); }
+  // Fused shapes: z of the forward (dy's slab: a forward reads no dy), the forward's
+  // output read by the backward as its ReLU mask, and dz. Null otherwise.
+  const void* z(int64_t k) const { return at(dy_, k); }
+  const void* y_fwd(int64_t k) const { return shape_.fused ? at(mask_, k) : nullptr; }
+  void* dz(int64_t k) const { return shape_.fused ? at(dz_, k) : nullptr; }
 
   // Per channel, one copy shared by all sets.
   const float* gamma() const { return chan_.f() + 0 * cstride_; }
@@ -40,11 +48,13 @@ class RotatingBuffers {
   float* dgamma() const { return chan_.f() + 6 * cstride_; }
   float* dbeta() const { return chan_.f() + 7 * cstride_; }
 
-  size_t allocated_bytes() const { return x_.bytes() + dy_.bytes() + out_.bytes() + chan_.bytes(); }
+  size_t allocated_bytes() const {
+    return x_.bytes() + dy_.bytes() + out_.bytes() + mask_.bytes() + dz_.bytes() + chan_.bytes();
+  }
 
  private:
-  float* at(const DeviceBuffer& b, int64_t k) const {
-    return reinterpret_cast<float*>(static_cast<char*>(b.get()) + (k % sets_) * stride_);
+  void* at(const DeviceBuffer& b, int64_t k) const {
+    return static_cast<char*>(b.get()) + (k % sets_) * stride_;
   }
 
   Shape shape_{};
@@ -52,14 +62,15 @@ class RotatingBuffers {
   int64_t sets_ = 1;
   size_t stride_ = 0;   // bytes between sets, 256-byte aligned
   size_t cstride_ = 0;  // floats between per-channel vectors
-  DeviceBuffer x_, dy_, out_, chan_;
+  DeviceBuffer x_, dy_, out_, mask_, dz_, chan_;
 };
 
 // Momentum and eps of every timed call.
 constexpr float kMomentum = 0.1f;
 constexpr float kEps = 1e-5f;
 
-// One call of op through the public API on set k.
+// One call of op through the public API on set k: the plain call, or for a fused
+// shape bnorm_forward_training_fused / bnorm_backward_fused with z, dz and ReLU.
 bnorm_status_t run_bnorm(bnorm_handle_t h, bnorm_op_t op, const RotatingBuffers& b, int64_t k);
 
 }  // namespace bnorm_bench

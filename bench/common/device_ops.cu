@@ -1,4 +1,7 @@
 // See device_ops.hpp.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include <cub/block/block_reduce.cuh>
 
 #include <algorithm>
@@ -31,17 +34,31 @@ __device__ inline float normal(uint64_t seed, uint64_t i) {
   return sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
 }
 
-// Slab of sets tensors, stride floats apart; a lone tensor is one set with stride numel.
-__global__ void fill_channels_kernel(float* x, int64_t total, int64_t stride, int64_t numel, int64_t c,
-                                     int64_t hw, uint64_t seed) {
+// Stores and loads of the tensor dtypes, through float.
+template <class T>
+__device__ inline T from_float(float v);
+template <>
+__device__ inline float from_float<float>(float v) { return v; }
+template <>
+__device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+__device__ inline double to_double(float v) { return v; }
+__device__ inline double to_double(__half v) { return __half2float(v); }
+__device__ inline double to_double(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// Slab of sets tensors, stride elements apart; a lone tensor is one set with stride numel.
+template <class T>
+__global__ void fill_channels_kernel(T* x, int64_t total, int64_t stride, int64_t numel, int64_t c,
+                                     int64_t hw, bool nhwc, uint64_t seed) {
   for (int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; j < total;
        j += int64_t{gridDim.x} * blockDim.x) {
     const int64_t set = j / stride, i = j % stride;
     const uint64_t sd_seed = seed + static_cast<uint64_t>(set);
-    const int64_t ch = i < numel ? (i / hw) % c : 0;
+    const int64_t ch = i < numel ? (nhwc ? i % c : (i / hw) % c) : 0;
     const float mean = normal(sd_seed ^ 0xC0FFEEull, static_cast<uint64_t>(ch));
     const float sd = 0.5f + 1.5f * unit(splitmix64(sd_seed ^ 0xBEEFull ^ splitmix64(ch)));
-    x[j] = mean + sd * normal(sd_seed, static_cast<uint64_t>(i));
+    x[j] = from_float<T>(mean + sd * normal(sd_seed, static_cast<uint64_t>(i)));
   }
 }
 
@@ -56,12 +73,13 @@ struct Scratch {
   unsigned long long nonfinite, differences;
 };
 
-__global__ void compare_kernel(const float* a, const float* ref, int64_t n, Scratch* out) {
+template <class T>
+__global__ void compare_kernel(const T* a, const T* ref, int64_t n, Scratch* out) {
   double d2 = 0.0, r2 = 0.0;
   unsigned long long bad = 0;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const double v = a[i], r = ref[i];
+    const double v = to_double(a[i]), r = to_double(ref[i]);
     if (!isfinite(v)) {
       ++bad;
       continue;
@@ -87,7 +105,8 @@ __global__ void compare_kernel(const float* a, const float* ref, int64_t n, Scra
   }
 }
 
-__global__ void bitwise_kernel(const uint32_t* a, const uint32_t* b, int64_t n, Scratch* out) {
+template <class U>  // an unsigned integer as wide as the dtype
+__global__ void bitwise_kernel(const U* a, const U* b, int64_t n, Scratch* out) {
   unsigned long long diff = 0;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x)
@@ -104,14 +123,29 @@ unsigned grid_for(int64_t n) {
 
 }  // namespace
 
-void fill_channels(float* x, int64_t numel, int64_t c, int64_t hw, uint64_t seed, cudaStream_t s) {
-  fill_channels_sets(x, 1, numel, numel, c, hw, seed, s);
+void fill_channels(void* x, bnorm_dtype_t t, bnorm_layout_t l, int64_t numel, int64_t c, int64_t hw,
+                   uint64_t seed, cudaStream_t s) {
+  fill_channels_sets(x, t, l, 1, numel, numel, c, hw, seed, s);
 }
 
-void fill_channels_sets(float* x, int64_t sets, int64_t stride, int64_t numel, int64_t c, int64_t hw,
-                        uint64_t seed, cudaStream_t s) {
+void fill_channels_sets(void* x, bnorm_dtype_t t, bnorm_layout_t l, int64_t sets, int64_t stride,
+                        int64_t numel, int64_t c, int64_t hw, uint64_t seed, cudaStream_t s) {
   const int64_t total = sets * stride;
-  fill_channels_kernel<<<grid_for(total), kThreads, 0, s>>>(x, total, stride, numel, c, hw, seed);
+  const bool nhwc = l == BNORM_LAYOUT_NHWC;
+  switch (t) {
+    case BNORM_DTYPE_F32:
+      fill_channels_kernel<<<grid_for(total), kThreads, 0, s>>>(static_cast<float*>(x), total, stride, numel, c,
+                                                                hw, nhwc, seed);
+      break;
+    case BNORM_DTYPE_F16:
+      fill_channels_kernel<<<grid_for(total), kThreads, 0, s>>>(static_cast<__half*>(x), total, stride, numel, c,
+                                                                hw, nhwc, seed);
+      break;
+    case BNORM_DTYPE_BF16:
+      fill_channels_kernel<<<grid_for(total), kThreads, 0, s>>>(static_cast<__nv_bfloat16*>(x), total, stride,
+                                                                numel, c, hw, nhwc, seed);
+      break;
+  }
   BNB_CUDA(cudaGetLastError());
 }
 
@@ -128,10 +162,23 @@ double ErrorSums::rel() const {
 Comparer::Comparer() { BNB_CUDA(cudaMalloc(&scratch_, sizeof(Scratch))); }
 Comparer::~Comparer() { cudaFree(scratch_); }
 
-ErrorSums Comparer::compare(const float* a, const float* ref, int64_t n, cudaStream_t s) {
+ErrorSums Comparer::compare(const void* a, const void* ref, bnorm_dtype_t t, int64_t n, cudaStream_t s) {
   Scratch* sc = static_cast<Scratch*>(scratch_);
   BNB_CUDA(cudaMemsetAsync(sc, 0, sizeof(Scratch), s));
-  compare_kernel<<<grid_for(n), kThreads, 0, s>>>(a, ref, n, sc);
+  switch (t) {
+    case BNORM_DTYPE_F32:
+      compare_kernel<<<grid_for(n), kThreads, 0, s>>>(static_cast<const float*>(a), static_cast<const float*>(ref),
+                                                      n, sc);
+      break;
+    case BNORM_DTYPE_F16:
+      compare_kernel<<<grid_for(n), kThreads, 0, s>>>(static_cast<const __half*>(a),
+                                                      static_cast<const __half*>(ref), n, sc);
+      break;
+    case BNORM_DTYPE_BF16:
+      compare_kernel<<<grid_for(n), kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(a),
+                                                      static_cast<const __nv_bfloat16*>(ref), n, sc);
+      break;
+  }
   BNB_CUDA(cudaGetLastError());
   Scratch h{};
   BNB_CUDA(cudaMemcpyAsync(&h, sc, sizeof h, cudaMemcpyDeviceToHost, s));
@@ -139,12 +186,16 @@ ErrorSums Comparer::compare(const float* a, const float* ref, int64_t n, cudaStr
   return ErrorSums{h.diff2, h.ref2, h.nonfinite};
 }
 
-unsigned long long Comparer::bitwise_differences(const float* a, const float* b, int64_t n,
+unsigned long long Comparer::bitwise_differences(const void* a, const void* b, bnorm_dtype_t t, int64_t n,
                                                  cudaStream_t s) {
   Scratch* sc = static_cast<Scratch*>(scratch_);
   BNB_CUDA(cudaMemsetAsync(sc, 0, sizeof(Scratch), s));
-  bitwise_kernel<<<grid_for(n), kThreads, 0, s>>>(reinterpret_cast<const uint32_t*>(a),
-                                                  reinterpret_cast<const uint32_t*>(b), n, sc);
+  if (t == BNORM_DTYPE_F32)
+    bitwise_kernel<<<grid_for(n), kThreads, 0, s>>>(static_cast<const uint32_t*>(a),
+                                                    static_cast<const uint32_t*>(b), n, sc);
+  else
+    bitwise_kernel<<<grid_for(n), kThreads, 0, s>>>(static_cast<const uint16_t*>(a),
+                                                    static_cast<const uint16_t*>(b), n, sc);
   BNB_CUDA(cudaGetLastError());
   Scratch h{};
   BNB_CUDA(cudaMemcpyAsync(&h, sc, sizeof h, cudaMemcpyDeviceToHost, s));

@@ -7,17 +7,21 @@
 
 #include <cstdint>
 
+#include "bnorm/bnorm.h"
+
 namespace bnorm_bench {
 
-// x[i] = mean_c + std_c * z, z ~ N(0, 1), for an NCHW tensor of c channels of hw values;
-// mean_c ~ N(0, 1) and std_c ~ U(0.5, 2) per channel. A counter-based generator: the
-// same seed gives the same tensor.
-void fill_channels(float* x, int64_t numel, int64_t c, int64_t hw, uint64_t seed, cudaStream_t s);
+// x[i] = mean_c + std_c * z, z ~ N(0, 1), for a tensor of c channels of hw values in
+// layout l (NCHW: channel (i / hw) % c; NHWC: i % c), stored as dtype t (rounded to
+// nearest); mean_c ~ N(0, 1) and std_c ~ U(0.5, 2) per channel. A counter-based
+// generator: the same seed gives the same values, whatever the dtype.
+void fill_channels(void* x, bnorm_dtype_t t, bnorm_layout_t l, int64_t numel, int64_t c, int64_t hw,
+                   uint64_t seed, cudaStream_t s);
 
-// The same for sets tensors laid out stride floats apart (the padding gets values too),
-// in one launch whatever the number of sets: set k is drawn with seed + k.
-void fill_channels_sets(float* x, int64_t sets, int64_t stride, int64_t numel, int64_t c, int64_t hw,
-                        uint64_t seed, cudaStream_t s);
+// The same for sets tensors laid out stride elements apart (the padding gets values
+// too), in one launch whatever the number of sets: set k is drawn with seed + k.
+void fill_channels_sets(void* x, bnorm_dtype_t t, bnorm_layout_t l, int64_t sets, int64_t stride,
+                        int64_t numel, int64_t c, int64_t hw, uint64_t seed, cudaStream_t s);
 
 // x[i] ~ U(lo, hi).
 void fill_uniform(float* x, int64_t n, uint64_t seed, float lo, float hi, cudaStream_t s);
@@ -38,9 +42,14 @@ class Comparer {
   Comparer(const Comparer&) = delete;
   Comparer& operator=(const Comparer&) = delete;
 
-  ErrorSums compare(const float* a, const float* ref, int64_t n, cudaStream_t s);
-  // The number of 32-bit words that differ between a and b.
-  unsigned long long bitwise_differences(const float* a, const float* b, int64_t n, cudaStream_t s);
+  // a and ref: n values of dtype t, compared in float64.
+  ErrorSums compare(const void* a, const void* ref, bnorm_dtype_t t, int64_t n, cudaStream_t s);
+  ErrorSums compare(const float* a, const float* ref, int64_t n, cudaStream_t s) {
+    return compare(a, ref, BNORM_DTYPE_F32, n, s);
+  }
+  // The number of the n values of dtype t whose bits differ between a and b.
+  unsigned long long bitwise_differences(const void* a, const void* b, bnorm_dtype_t t, int64_t n,
+                                         cudaStream_t s);
 
  private:
   void* scratch_ = nullptr;

@@ -9,17 +9,25 @@ L2, after a warm-up; the median over the batches. Two rows per shape and op:
   pytorch/<op>/<shape>/default   what PyTorch runs (cuDNN where it chooses to)
   pytorch/<op>/<shape>/native    with torch.backends.cudnn disabled: its own kernels
 
-Columns (as in bench/results): name, impl, variant, op, shape, time_ms, gb_per_s,
-pct_floor, where gb_per_s counts the bytes the op must move (forward 2S, backward 3S,
-S = bytes of x) and pct_floor = (bytes / copy bandwidth) / time * 100.
+A shape's dtype (f32, f16, bf16: torch.float32, float16, bfloat16, statistics and
+parameters float32) and layout (nchw, or nhwc: memory_format=torch.channels_last) come
+from the suite, and its name carries them as bnorm-bench writes it: 32x64x56x56_f16_nhwc.
+A fused shape (_add_relu) has two rows per variant instead: forward training
+F.relu(F.batch_norm(x, ...) + z) and its backward to x, z, weight and bias.
+
+Columns (as in bench/results): name, impl, variant, op, shape, group, dtype, layout,
+time_ms, gb_per_s, pct_floor, where gb_per_s counts the bytes the op must move (forward
+2S, backward 3S; fused forward 3S, fused backward 5S; S = stored bytes of x) and
+pct_floor = (bytes / copy bandwidth) / time * 100.
 
   python3 bench/peers/pytorch_bn.py --out pytorch.json \
-      [--suite suite.json] [--copy-gbps 3000] [--ops all] [--target-ms 40]
+      [--suite suite.json] [--groups all] [--copy-gbps 3000] [--ops all] [--target-ms 40]
 
 --suite takes the shape list of `bnorm-bench --print_suite`, so both time the same
-shapes; without it the same suite is built in. --copy-gbps takes bnorm-bench's measured
-copy bandwidth so the floors agree; without it the bandwidth is measured here the same
-way (device-to-device copy of 1 GiB, bytes read + written, median of 10).
+shapes; without it the same suite is built in. --groups keeps the shapes of those suite
+groups. --copy-gbps takes bnorm-bench's measured copy bandwidth so the floors agree;
+without it the bandwidth is measured here the same way (device-to-device copy of 1 GiB,
+bytes read + written, median of 10).
 """
 import argparse
 import json
@@ -30,32 +38,97 @@ import time
 
 OPS = ("forward_training", "forward_inference", "backward")
 MOMENTUM, EPS = 0.1, 1e-5
+ELEM_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
+RESNET50 = ((64, 112), (64, 56), (256, 56), (128, 28), (512, 28), (256, 14), (1024, 14), (512, 7),
+            (2048, 7))
 
 
 def builtin_suite():
+    """bench/common/suite.cpp's suite, in its order (checked against bnorm-bench
+    --print_suite by bench/peers/test_pytorch_bn.py)."""
     shapes = []
-    for n in (32, 256):
-        for c, h in ((64, 112), (64, 56), (256, 56), (128, 28), (512, 28), (256, 14),
-                     (1024, 14), (512, 7), (2048, 7)):
-            shapes.append({"n": n, "c": c, "h": h, "w": h, "group": "resnet50"})
+
+    def resnet50(batches, group, dtype="f32", layout="nchw", fused=False):
+        for n in batches:
+            for c, h in RESNET50:
+                shapes.append(normalize({"n": n, "c": c, "h": h, "w": h, "group": group,
+                                         "dtype": dtype, "layout": layout, "fused": fused}))
+    resnet50((32, 256), "resnet50")
     for n, c, h, w in ((128, 6, 24, 24), (128, 16, 8, 8), (128, 120, 1, 1), (128, 84, 1, 1)):
-        shapes.append({"n": n, "c": c, "h": h, "w": w, "group": "lenet"})
+        shapes.append(normalize({"n": n, "c": c, "h": h, "w": w, "group": "lenet"}))
     for n, c, h, w in ((3, 5, 7, 9), (2, 1, 1, 1), (65536, 3, 1, 1), (2, 4096, 1, 1)):
-        shapes.append({"n": n, "c": c, "h": h, "w": w, "group": "odd"})
+        shapes.append(normalize({"n": n, "c": c, "h": h, "w": w, "group": "odd"}))
+    resnet50((32, 256), "resnet50-f16", dtype="f16")
+    resnet50((32, 256), "resnet50-bf16", dtype="bf16")
+    resnet50((32, 256), "resnet50-nhwc", layout="nhwc")
+    resnet50((32,), "resnet50-nhwc-f16", dtype="f16", layout="nhwc")
+    resnet50((32,), "resnet50-fused", fused=True)
     return shapes
 
 
+def normalize(s):
+    """A suite entry with every field: an older --print_suite (dims and group only)
+    means F32, NCHW, plain."""
+    s = dict(s)
+    s.setdefault("group", "user")
+    s.setdefault("dtype", "f32")
+    s.setdefault("layout", "nchw")
+    s.setdefault("fused", False)
+    if s["dtype"] not in ELEM_BYTES:
+        raise ValueError("unknown dtype %r in the suite" % s["dtype"])
+    if s["layout"] not in ("nchw", "nhwc"):
+        raise ValueError("unknown layout %r in the suite" % s["layout"])
+    name = shape_name(s)
+    if s.get("name", name) != name:
+        raise ValueError("suite entry named %r is %r here" % (s["name"], name))
+    s["name"] = name
+    return s
+
+
+def load_suite(path):
+    with open(path) as f:
+        return [normalize(s) for s in json.load(f)]
+
+
+def select_groups(shapes, groups):
+    """The shapes of those groups ("all" or a comma-separated list), in suite order."""
+    if groups in (None, "", "all"):
+        return list(shapes)
+    wanted = groups.split(",")
+    known = {s["group"] for s in shapes}
+    unknown = [g for g in wanted if g not in known]
+    if unknown:
+        raise ValueError("unknown group(s): %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(known))))
+    return [s for s in shapes if s["group"] in wanted]
+
+
 def shape_name(s):
-    return "%dx%dx%dx%d" % (s["n"], s["c"], s["h"], s["w"])
+    """As bnorm-bench names it: NxCxHxW, then _f16 / _bf16, _nhwc, _add_relu."""
+    name = "%dx%dx%dx%d" % (s["n"], s["c"], s["h"], s["w"])
+    if s.get("dtype", "f32") != "f32":
+        name += "_" + s["dtype"]
+    if s.get("layout", "nchw") != "nchw":
+        name += "_" + s["layout"]
+    if s.get("fused"):
+        name += "_add_relu"
+    return name
+
+
+def tensor_bytes(s):
+    """S: the stored bytes of x."""
+    return ELEM_BYTES[s.get("dtype", "f32")] * s["n"] * s["c"] * s["h"] * s["w"]
 
 
 def bytes_moved(op, s):
-    size = 4 * s["n"] * s["c"] * s["h"] * s["w"]
-    return size * (3 if op == "backward" else 2)
+    if s.get("fused"):
+        return tensor_bytes(s) * (5 if op == "backward" else 3)
+    return tensor_bytes(s) * (3 if op == "backward" else 2)
 
 
 def applies(op, s):
-    return op == "forward_inference" or s["n"] * s["h"] * s["w"] >= 2
+    if op == "forward_inference":
+        return not s.get("fused")
+    return s["n"] * s["h"] * s["w"] >= 2
 
 
 def copy_bandwidth(torch, nbytes=1 << 30):
@@ -113,7 +186,7 @@ MAX_SETS = 4096  # tiny shapes are launch-bound; past this, more sets change not
 
 def rotating_sets(s, l2_bytes):
     """As RotatingBuffers: enough sets that two tensors of each span twice the L2."""
-    size = 4 * s["n"] * s["c"] * s["h"] * s["w"]
+    size = tensor_bytes(s)
     touched = 2 * ((size + 127) // 128 * 128)
     sets = max(1, -(-2 * l2_bytes // touched))
     if size < 4 * l2_bytes:
@@ -121,16 +194,32 @@ def rotating_sets(s, l2_bytes):
     return min(sets, MAX_SETS)
 
 
+def torch_dtype(torch, s):
+    return {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[s.get("dtype", "f32")]
+
+
+def set_stride(s):
+    """Elements between sets: 256 bytes apart, as bnorm-bench lays them out."""
+    per_256 = 256 // ELEM_BYTES[s.get("dtype", "f32")]
+    numel = s["n"] * s["c"] * s["h"] * s["w"]
+    return (numel + per_256 - 1) // per_256 * per_256
+
+
 def random_sets(torch, s, sets, gen):
-    """sets tensors of shape s, 256 bytes apart in one slab (as bnorm-bench lays them
-    out), with per-channel means and spreads: never zeros."""
+    """sets tensors of shape s in its dtype and layout (NHWC: a channels_last view of
+    shape (n, c, h, w)), 256 bytes apart in one slab (as bnorm-bench lays them out), with
+    per-channel means and spreads: never zeros."""
     n, c, h, w = s["n"], s["c"], s["h"], s["w"]
     numel = n * c * h * w
-    stride = (numel + 63) // 64 * 64
-    slab = torch.empty(sets, stride, device="cuda")
+    slab = torch.empty(sets, set_stride(s), device="cuda", dtype=torch_dtype(torch, s))
+    nhwc = s.get("layout", "nchw") == "nhwc"
     views = []
     for k in range(sets):
-        v = slab[k, :numel].view(n, c, h, w)
+        if nhwc:
+            v = slab[k, :numel].view(n, h, w, c).permute(0, 3, 1, 2)
+            assert v.is_contiguous(memory_format=torch.channels_last)
+        else:
+            v = slab[k, :numel].view(n, c, h, w)
         mean = torch.randn(1, c, 1, 1, device="cuda", generator=gen)
         sd = 0.5 + 1.5 * torch.rand(1, c, 1, 1, device="cuda", generator=gen)
         v.copy_(mean + sd * torch.randn(n, c, h, w, device="cuda", generator=gen))
@@ -138,11 +227,21 @@ def random_sets(torch, s, sets, gen):
     return views
 
 
+def row_for(op, s, variant):
+    """A row's identifying columns, as bnorm-bench's rows have them."""
+    name = shape_name(s)
+    return {"name": "pytorch/%s/%s/%s" % (op, name, variant), "impl": "pytorch", "variant": variant,
+            "op": op, "shape": name, "group": s.get("group", "user"), "dtype": s.get("dtype", "f32"),
+            "layout": s.get("layout", "nchw")}
+
+
 def measure_shape(torch, F, s, ops, l2_bytes, copy_gbps, target_ms, gen):
     rows = []
     sets = rotating_sets(s, l2_bytes)
     xs = random_sets(torch, s, sets, gen)
-    dys = random_sets(torch, s, sets, gen)
+    dys = random_sets(torch, s, sets, gen)  # also z of a fused forward, as in bnorm-bench
+    fused = bool(s.get("fused"))
+    zs = random_sets(torch, s, sets, gen) if fused and "backward" in ops else None
     c = s["c"]
     weight = (0.5 + torch.rand(c, device="cuda", generator=gen)).requires_grad_(True)
     bias = (torch.rand(c, device="cuda", generator=gen) - 0.5).requires_grad_(True)
@@ -153,12 +252,26 @@ def measure_shape(torch, F, s, ops, l2_bytes, copy_gbps, target_ms, gen):
         if not applies(op, s):
             continue
         for variant, cudnn_on in (("default", True), ("native", False)):
-            name = "pytorch/%s/%s/%s" % (op, shape_name(s), variant)
-            row = {"name": name, "impl": "pytorch", "variant": variant, "op": op,
-                   "shape": shape_name(s), "group": s["group"]}
+            row = row_for(op, s, variant)
             try:
                 with torch.backends.cudnn.flags(enabled=cudnn_on):
-                    if op == "forward_training":
+                    if fused and op == "forward_training":
+                        def call(k):
+                            j = k % sets
+                            with torch.no_grad():
+                                F.relu(F.batch_norm(xs[j], rm, rv, weight, bias, True, MOMENTUM, EPS) + dys[j])
+                    elif fused:
+                        # relu(bn(x) + z) per set, kept; each call runs only its backward,
+                        # to x, z, weight and bias (what a residual block's step needs).
+                        xg = [x.detach().requires_grad_(True) for x in xs]
+                        zg = [z.detach().requires_grad_(True) for z in zs]
+                        ys = [F.relu(F.batch_norm(x, rm.clone(), rv.clone(), weight, bias, True, MOMENTUM, EPS) + z)
+                              for x, z in zip(xg, zg)]
+
+                        def call(k):
+                            j = k % sets
+                            torch.autograd.grad(ys[j], (xg[j], zg[j], weight, bias), dys[j], retain_graph=True)
+                    elif op == "forward_training":
                         def call(k):
                             with torch.no_grad():
                                 F.batch_norm(xs[k % sets], rm, rv, weight, bias, True, MOMENTUM, EPS)
@@ -189,6 +302,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="JSON file to write")
     ap.add_argument("--suite", help="shapes as printed by bnorm-bench --print_suite")
+    ap.add_argument("--groups", default="all", help="all or a comma-separated list of suite groups")
     ap.add_argument("--ops", default="all", help="all or a comma-separated list of " + ", ".join(OPS))
     ap.add_argument("--copy-gbps", type=float, default=0.0,
                     help="device copy bandwidth (GB/s, read + write) for the floor; measured if 0")
@@ -200,10 +314,11 @@ def main():
     for op in ops:
         if op not in OPS:
             ap.error("unknown op %r" % op)
-    shapes = builtin_suite()
-    if args.suite:
-        with open(args.suite) as f:
-            shapes = json.load(f)
+    shapes = load_suite(args.suite) if args.suite else builtin_suite()
+    try:
+        shapes = select_groups(shapes, args.groups)
+    except ValueError as e:
+        ap.error(str(e))
 
     import torch
     import torch.nn.functional as F
@@ -230,9 +345,10 @@ def main():
     gen.manual_seed(args.seed)
     rows = []
     for s in shapes:
-        rows += measure_shape(torch, F, s, ops, l2_bytes, copy_gbps, args.target_ms, gen)
+        new = measure_shape(torch, F, s, ops, l2_bytes, copy_gbps, args.target_ms, gen)
+        rows += new
         torch.cuda.empty_cache()
-        for r in rows[-2 * len(ops):]:
+        for r in new:
             if "time_ms" in r:
                 print("%-50s %10.4f ms %8.1f GB/s %6.1f%%" % (r["name"], r["time_ms"], r["gb_per_s"],
                                                           r["pct_floor"]), file=sys.stderr)
