@@ -44,11 +44,19 @@ const char* bnorm_status_string(bnorm_status_t s) {
     case BNORM_STATUS_NO_DEVICE: return "BNORM_STATUS_NO_DEVICE";
     case BNORM_STATUS_CUDA_ERROR: return "BNORM_STATUS_CUDA_ERROR";
     case BNORM_STATUS_INTERNAL_ERROR: return "BNORM_STATUS_INTERNAL_ERROR";
+    case BNORM_STATUS_COMMUNICATION_ERROR: return "BNORM_STATUS_COMMUNICATION_ERROR";
   }
   return "BNORM_STATUS_UNKNOWN";
 }
 
 const char* bnorm_last_error(void) { return t_last_error.c_str(); }
+
+bnorm_status_t bnorm_report_error(bnorm_status_t status, const char* message) {
+  return guarded(__func__, [&]() -> Status {
+    if (status == BNORM_STATUS_SUCCESS) return ok_status();
+    return Status{status, message ? message : ""};
+  });
+}
 
 bnorm_status_t bnorm_create(bnorm_handle_t* out, bnorm_backend_t backend, int device) {
   BNORM_FUNC_RANGE();

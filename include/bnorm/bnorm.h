@@ -40,7 +40,8 @@ typedef enum {
   BNORM_STATUS_ALLOC_FAILED = 3,
   BNORM_STATUS_NO_DEVICE = 4,      /* a CUDA handle was asked for and no usable GPU exists */
   BNORM_STATUS_CUDA_ERROR = 5,     /* the CUDA runtime reported an error: see the message */
-  BNORM_STATUS_INTERNAL_ERROR = 6
+  BNORM_STATUS_INTERNAL_ERROR = 6,
+  BNORM_STATUS_COMMUNICATION_ERROR = 7  /* MPI or NCCL failed in a bnorm_sync_*.h helper */
 } bnorm_status_t;
 
 typedef enum { BNORM_BACKEND_CPU = 0, BNORM_BACKEND_CUDA = 1 } bnorm_backend_t;
@@ -90,6 +91,11 @@ BNORM_API const char* bnorm_status_string(bnorm_status_t status);
 /* Message of the last failing call on this thread ("" if none). Valid until the next
  * failing call on this thread. */
 BNORM_API const char* bnorm_last_error(void);
+
+/* Records message as this thread's last error and returns status. For the inline
+ * helpers of the optional headers (bnorm_sync_mpi.h, bnorm_sync_nccl.h), so that their
+ * communication library's failures read like the library's own. */
+BNORM_API bnorm_status_t bnorm_report_error(bnorm_status_t status, const char* message);
 
 /* device is the CUDA device ordinal (ignored for the CPU backend). A CUDA handle owns
  * a small device workspace, allocated here once: no call allocates afterwards.
