@@ -306,7 +306,7 @@ std::vector<ChannelOut> channel_outputs(const Problem& p, bnorm_op_t op) {
               {"running_var", p.rv_d(), &p.rv_train}};
     case BNORM_OP_BACKWARD:
       return {{"dgamma", p.dgamma_d(), &p.dgamma}, {"dbeta", p.dbeta_d(), &p.dbeta}};
-    case BNORM_OP_FORWARD_INFERENCE: break;
+    default: break;
   }
   return {};
 }
@@ -326,6 +326,7 @@ bnorm_status_t call_checked(bnorm_handle_t h, bnorm_op_t op, const Problem& p) {
     case BNORM_OP_BACKWARD:
       return bnorm_backward(h, &d, p.d_x.get(), p.d_dy.get(), p.gamma_d(), p.saved_mean_in(),
                             p.saved_invstd_in(), p.d_out.get(), p.dgamma_d(), p.dbeta_d());
+    default: break;
   }
   return BNORM_STATUS_INVALID_VALUE;
 }
