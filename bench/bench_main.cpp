@@ -26,7 +26,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -309,13 +308,8 @@ bool parse_options(int argc, char** argv, Options* o) {
     } else if (value("--groups", &v)) {
       // "toolbox" is the toolbox's cases; the other names are suite groups.
       std::string suite_part;
-      o->toolbox = v == "all";
+      split_toolbox_group(v, &o->toolbox, &suite_part);
       o->toolbox_named = true;
-      std::istringstream in(v);
-      for (std::string tok; std::getline(in, tok, ',');) {
-        if (tok == "toolbox") o->toolbox = true;
-        else suite_part += (suite_part.empty() ? "" : ",") + tok;
-      }
       std::string bad;
       if (suite_part.empty()) {
         o->groups = {"toolbox"};  // matches no suite shape
@@ -329,11 +323,7 @@ bool parse_options(int argc, char** argv, Options* o) {
     } else if (value("--bnorm_ops", &v)) {
       std::vector<bnorm_op_t> all;
       if (!parse_ops(v, &all)) return false;
-      if (v != "all") {
-        o->ops.clear();
-        o->toolbox_ops.clear();
-        for (bnorm_op_t op : all) (is_toolbox_op(op) ? o->toolbox_ops : o->ops).push_back(op);
-      }
+      if (v != "all") split_toolbox_ops(all, &o->ops, &o->toolbox_ops);
     } else if (value("--bnorm_target_ms", &v)) {
       o->timing.target_ms = std::atof(v.c_str());
       if (!(o->timing.target_ms > 0)) return false;

@@ -214,6 +214,23 @@ ToolboxArgs ToolboxBuffers::args(int64_t k) const {
   return a;
 }
 
+void split_toolbox_group(const std::string& groups, bool* toolbox, std::string* suite_part) {
+  *toolbox = groups == "all";
+  suite_part->clear();
+  std::istringstream in(groups);
+  for (std::string tok; std::getline(in, tok, ',');) {
+    if (tok == "toolbox") *toolbox = true;
+    else *suite_part += (suite_part->empty() ? "" : ",") + tok;
+  }
+}
+
+void split_toolbox_ops(const std::vector<bnorm_op_t>& ops, std::vector<bnorm_op_t>* batch_norm,
+                       std::vector<bnorm_op_t>* toolbox) {
+  batch_norm->clear();
+  toolbox->clear();
+  for (bnorm_op_t op : ops) (is_toolbox_op(op) ? toolbox : batch_norm)->push_back(op);
+}
+
 std::vector<std::string> list_toolbox_specs(bnorm_handle_t h, const ToolboxCase& tc) {
   const bnorm_tensor_t d = tc.shape.desc();
   int count = 0;

@@ -82,6 +82,14 @@ class ToolboxBuffers {
   size_t stride_ = 0;  // floats between arrays
 };
 
+// --groups as bnorm-bench and bnorm-tune read it: "toolbox" names the toolbox's cases,
+// "all" names them and every suite group; the rest (comma-separated) are suite groups,
+// returned in suite_part ("" when none).
+void split_toolbox_group(const std::string& groups, bool* toolbox, std::string* suite_part);
+// --ops: the toolbox's operations apart from batch norm's.
+void split_toolbox_ops(const std::vector<bnorm_op_t>& ops, std::vector<bnorm_op_t>* batch_norm,
+                       std::vector<bnorm_op_t>* toolbox);
+
 // Every configuration of op on the case (bnorm_list_variants_grouped), the heuristic's
 // first.
 std::vector<std::string> list_toolbox_specs(bnorm_handle_t h, const ToolboxCase& tc);
