@@ -1,0 +1,81 @@
+// BN-LeNet (see lenet.hpp).
+#include "lenet.hpp"
+
+#include "dataset.hpp"
+
+namespace lenet {
+
+LeNet::LeNet(Backend& be, const LeNetConfig& cfg)
+    : be_(be), dlogits_(be, cfg.max_batch * kClasses), totals_(be, 2) {
+  const int64_t nb = cfg.max_batch;
+  const bool bn = cfg.batch_norm;
+  // Each layer's input dimensions are the previous layer's output.
+  auto in = [&] {
+    return layers_.empty() ? Dims{1, kImageSide, kImageSide} : layers_.back()->out_dims();
+  };
+  auto push = [&](std::unique_ptr<Layer> layer) { layers_.push_back(std::move(layer)); };
+
+  for (int64_t channels : {6, 16}) {
+    push(std::make_unique<Conv2d>(be, params_, nb, in(), channels, 5, /*bias=*/!bn));
+    if (bn) push(std::make_unique<BatchNorm>(be, params_, nb, in()));
+    push(std::make_unique<Sigmoid>(be, nb, in()));
+    push(std::make_unique<AvgPool2x2>(be, nb, in()));
+  }
+  for (int64_t features : {120, 84}) {  // the first takes the flattened 16 x 4 x 4
+    push(std::make_unique<Linear>(be, params_, nb, in(), features, /*bias=*/!bn));
+    if (bn) push(std::make_unique<BatchNorm>(be, params_, nb, in()));
+    push(std::make_unique<Sigmoid>(be, nb, in()));
+  }
+  push(std::make_unique<Linear>(be, params_, nb, in(), kClasses, /*bias=*/true));
+
+  layers_.front()->set_input_grad(false);
+  params_.materialize(be, cfg.seed);
+  totals_.zero();
+}
+
+const float* LeNet::forward(const float* x, int64_t n, Mode mode) {
+  for (auto& layer : layers_) x = layer->forward(x, n, mode);
+  return x;
+}
+
+void LeNet::compute_gradients(const float* x, const int32_t* labels, int64_t n) {
+  const float* logits = forward(x, n, Mode::train);
+  be_.softmax_cross_entropy(n, kClasses, logits, labels, dlogits_.data(), totals_.data());
+  const float* dy = dlogits_.data();
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) dy = (*it)->backward(dy, n);
+}
+
+void LeNet::train_step(const float* x, const int32_t* labels, int64_t n, float lr) {
+  compute_gradients(x, labels, n);
+  params_.sgd_step(be_, lr);
+}
+
+void LeNet::evaluate(const float* x, const int32_t* labels, int64_t n) {
+  const float* logits = forward(x, n, Mode::eval);
+  be_.softmax_cross_entropy(n, kClasses, logits, labels, nullptr, totals_.data());
+}
+
+void LeNet::recalibrate(const float* x, int64_t n) {
+  ++recalibration_batches_;
+  // The k-th batch's statistics enter with weight 1/k: the first replaces the EMA,
+  // and after k batches the running statistics are their average.
+  for (auto& layer : layers_)
+    if (auto* bn = dynamic_cast<BatchNorm*>(layer.get()))
+      bn->set_momentum(1.0f / static_cast<float>(recalibration_batches_));
+  forward(x, n, Mode::train);
+  for (auto& layer : layers_)
+    if (auto* bn = dynamic_cast<BatchNorm*>(layer.get())) bn->set_momentum(BatchNorm::kMomentum);
+}
+
+Totals LeNet::totals() const {
+  const std::vector<double> t = totals_.download();
+  return {t[0], t[1]};
+}
+
+BatchNorm* LeNet::first_batch_norm() const {
+  for (const auto& layer : layers_)
+    if (auto* bn = dynamic_cast<BatchNorm*>(layer.get())) return bn;
+  return nullptr;
+}
+
+}  // namespace lenet
