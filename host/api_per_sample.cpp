@@ -19,7 +19,6 @@ using namespace bnorm::api;
 struct Norm {
   bool layer;      // layer norm: one group, per-value parameters
   int64_t groups;  // group norm's count (c for instance norm)
-  int64_t rows(const bnorm_tensor_t& d) const { return d.n * (layer ? 1 : groups); }
   int64_t features(const bnorm_tensor_t& d) const { return layer ? d.c * d.h * d.w : d.c; }
   bnorm_op_t op(bool forward) const {
     if (layer) return forward ? BNORM_OP_LAYER_NORM_FORWARD : BNORM_OP_LAYER_NORM_BACKWARD;
