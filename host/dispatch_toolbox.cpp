@@ -103,9 +103,16 @@ std::string why_not_sample_common(const Problem& pr, const Policy& p) {
   return "";
 }
 
+// Group norm's backward also reduces (sample, channel) rows of h*w values: a vector must
+// stay within one, whatever the affine stride.
+bool group_rows_split(const Problem& pr, int vec) {
+  return pr.op == BNORM_OP_GROUP_NORM_BACKWARD && sample_shape(pr).hw % vec != 0;
+}
+
 bool sample_wide_allowed(const Problem& pr) {
   const kern::SampleShape s = sample_shape(pr);
-  return pr.aligned16 && s.row_len() % wide(pr) == 0 && (s.affine_stride == 1 || s.affine_stride % wide(pr) == 0);
+  return pr.aligned16 && s.row_len() % wide(pr) == 0 &&
+         (s.affine_stride == 1 || s.affine_stride % wide(pr) == 0) && !group_rows_split(pr, wide(pr));
 }
 int sample_best_vec(const Problem& pr) { return sample_wide_allowed(pr) ? wide(pr) : 1; }
 std::vector<int> sample_vecs(const Problem& pr) {
@@ -201,6 +208,8 @@ cudaError_t launch_sample_fused(const Problem& pr, const Policy& p, const Device
 // Group norm backward: the (sample, channel) rows of h*w values.
 std::string why_not_group_two_pass(const Problem& pr, const Policy& p, const Device&) {
   std::string r = why_not_sample_common(pr, p);
+  if (r.empty() && p.vec > 1 && group_rows_split(pr, p.vec))
+    r = "16-byte vectors need h*w divisible by the vector width (the sums run per sample and channel)";
   if (r.empty() && (p.splits < 1 || p.splits > kern::kMaxSplits)) r = "group_two_pass needs 1 to 128 CTAs per row";
   return r;
 }

@@ -226,7 +226,8 @@ cudaError_t group_norm_backward(const SampleShape& s, const Policy& p, const Dev
                            kCombineThreads, 0, stream>>>(ws.coef, a, s.n, s.c, s.groups, s.hw, row_coefs);
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
-    const SampleDxOp<E> op{{dy, x}, {static_cast<E*>(a.dx)}, row_coefs, a.gamma, false};
+    // h*w = 1: every value its own channel, consecutive within a vector.
+    const SampleDxOp<E> op{{dy, x}, {static_cast<E*>(a.dx)}, row_coefs, a.gamma, s.affine_stride == 1};
     return launch_sample_map<kT, kV>(op, s, d, stream);
   });
 }

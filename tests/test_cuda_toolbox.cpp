@@ -391,7 +391,7 @@ void check_norm(GpuToolbox* t, bnorm_handle_t gpu, bnorm_handle_t cpu, const Nor
 TEST_F(GpuToolbox, PerSampleNormsEveryConfig) {
   const NormCase cases[] = {
       {{2, 32, 7, 7}, 8, Kind::kGroup},      {{4, 6, 5, 7}, 3, Kind::kGroup},   {{2, 64, 28, 28}, 32, Kind::kGroup},
-      {{3, 12, 4, 4}, 1, Kind::kGroup},      {{8, 10, 1, 1}, 5, Kind::kGroup},  {{3, 5, 16, 16}, 0, Kind::kInstance},
+      {{3, 12, 4, 4}, 1, Kind::kGroup},      {{8, 10, 1, 1}, 5, Kind::kGroup},  {{16, 64, 1, 1}, 8, Kind::kGroup},  {{3, 5, 16, 16}, 0, Kind::kInstance},
       {{2, 3, 9, 11}, 0, Kind::kInstance},   {{64, 768, 1, 1}, 0, Kind::kLayer}, {{7, 33, 1, 1}, 0, Kind::kLayer},
       {{3, 20000, 1, 1}, 0, Kind::kLayer},   {{2, 8, 9, 9}, 0, Kind::kLayer},   {{300, 256, 1, 1}, 0, Kind::kLayer},
   };

@@ -96,6 +96,15 @@ TEST(DispatchToolbox, VectorsFollowTheAffineFeatures) {
   EXPECT_EQ(c.policy.vec, 1);
   ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_GROUP_NORM_BACKWARD, 8, 32, 8, 8, 8), &c).ok());
   EXPECT_EQ(c.policy.vec, 4);
+  // On an (N, C) matrix the forward's rows (a group's channels) take vectors, but the
+  // backward's per-(sample, channel) rows hold one value each.
+  ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_GROUP_NORM_FORWARD, 8, 64, 1, 1, 8), &c).ok());
+  EXPECT_EQ(c.policy.vec, 4);
+  ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_GROUP_NORM_BACKWARD, 8, 64, 1, 1, 8), &c).ok());
+  EXPECT_EQ(c.policy.vec, 1);
+  EXPECT_NE(bnorm::find_variant(BNORM_OP_GROUP_NORM_BACKWARD, "group_two_pass")
+                ->why_not(problem(BNORM_OP_GROUP_NORM_BACKWARD, 8, 64, 1, 1, 8), bnorm::kern::Policy{256, 4, 1}, h.dev),
+            "");
   // Layer norm: every value is its own feature; the row length decides.
   ASSERT_TRUE(bnorm::choose(h, problem(BNORM_OP_LAYER_NORM_FORWARD, 8, 4, 7, 7), &c).ok());
   EXPECT_EQ(c.policy.vec, 4);

@@ -3,11 +3,15 @@
 // communicator, which still runs the whole path: kernels and collectives queued on the
 // handle's stream). The batch is split unevenly, one rank empty when there are several;
 // every rank's slice of y and dx, its statistics and its gradients are checked against
-// the CPU backend's batch norm over the whole batch. Skips without a device.
+// the CPU backend's batch norm over the whole batch. Skips without a device, and
+// without NCCL's library: it is loaded at run time (libnccl.so.2, or the file named by
+// BNORM_NCCL_LIBRARY), so the binary runs on a machine whose CUDA has no NCCL.
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <nccl.h>
 
+#include <cstdlib>
 #include <numeric>
 #include <string>
 #include <thread>
@@ -18,9 +22,53 @@
 #include "device_buffer.hpp"
 #include "reference.hpp"
 
+// The NCCL functions this test and bnorm_sync_nccl.h call, forwarded to the library
+// loaded by nccl_loaded().
+namespace nccl_shim {
+void* lib = nullptr;
+template <class F>
+F fn(const char* name) {
+  return reinterpret_cast<F>(dlsym(lib, name));
+}
+}  // namespace nccl_shim
+
+extern "C" {
+ncclResult_t ncclCommInitAll(ncclComm_t* comms, int ndev, const int* devlist) {
+  return nccl_shim::fn<ncclResult_t (*)(ncclComm_t*, int, const int*)>("ncclCommInitAll")(comms, ndev, devlist);
+}
+ncclResult_t ncclCommDestroy(ncclComm_t comm) {
+  return nccl_shim::fn<ncclResult_t (*)(ncclComm_t)>("ncclCommDestroy")(comm);
+}
+ncclResult_t ncclCommCount(const ncclComm_t comm, int* count) {
+  return nccl_shim::fn<ncclResult_t (*)(const ncclComm_t, int*)>("ncclCommCount")(comm, count);
+}
+ncclResult_t ncclAllGather(const void* send, void* recv, size_t count, ncclDataType_t t, ncclComm_t comm,
+                           cudaStream_t stream) {
+  return nccl_shim::fn<ncclResult_t (*)(const void*, void*, size_t, ncclDataType_t, ncclComm_t, cudaStream_t)>(
+      "ncclAllGather")(send, recv, count, t, comm, stream);
+}
+ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataType_t t, ncclRedOp_t op,
+                           ncclComm_t comm, cudaStream_t stream) {
+  return nccl_shim::fn<ncclResult_t (*)(const void*, void*, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t,
+                                        cudaStream_t)>("ncclAllReduce")(send, recv, count, t, op, comm, stream);
+}
+const char* ncclGetErrorString(ncclResult_t r) {
+  return nccl_shim::fn<const char* (*)(ncclResult_t)>("ncclGetErrorString")(r);
+}
+}
+
 namespace {
 
 using namespace bnorm_test;
+
+// Loads NCCL once; false (and why) when there is none.
+bool nccl_loaded(std::string* why) {
+  if (nccl_shim::lib) return true;
+  const char* path = std::getenv("BNORM_NCCL_LIBRARY");
+  nccl_shim::lib = dlopen(path && *path ? path : "libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+  if (!nccl_shim::lib) *why = dlerror();
+  return nccl_shim::lib != nullptr;
+}
 
 struct RankResult {
   std::string error;
@@ -33,6 +81,8 @@ TEST(SyncNccl, EveryRankEqualsOneProcess) {
     cudaGetLastError();
     GTEST_SKIP() << "no CUDA device";
   }
+  std::string why;
+  if (!nccl_loaded(&why)) GTEST_SKIP() << "no NCCL library (set BNORM_NCCL_LIBRARY): " << why;
   const int ranks = std::min(devices, 4);
   const std::vector<int64_t> pattern = ranks == 1 ? std::vector<int64_t>{6} : std::vector<int64_t>{5, 0, 3, 1};
   std::vector<int64_t> sizes(ranks), first(ranks, 0);
