@@ -36,7 +36,7 @@ extern "C" {
 int bnorm_get_version(void) { return BNORM_VERSION; }
 
 const char* bnorm_status_string(bnorm_status_t s) {
-  switch (s) {
+  switch (enum_value(s)) {
     case BNORM_STATUS_SUCCESS: return "BNORM_STATUS_SUCCESS";
     case BNORM_STATUS_INVALID_VALUE: return "BNORM_STATUS_INVALID_VALUE";
     case BNORM_STATUS_NOT_SUPPORTED: return "BNORM_STATUS_NOT_SUPPORTED";
@@ -53,7 +53,7 @@ const char* bnorm_last_error(void) { return t_last_error.c_str(); }
 
 bnorm_status_t bnorm_report_error(bnorm_status_t status, const char* message) {
   return guarded(__func__, [&]() -> Status {
-    if (status == BNORM_STATUS_SUCCESS) return ok_status();
+    if (enum_value(status) == BNORM_STATUS_SUCCESS) return ok_status();
     return Status{status, message ? message : ""};
   });
 }
@@ -62,9 +62,9 @@ bnorm_status_t bnorm_create(bnorm_handle_t* out, bnorm_backend_t backend, int de
   BNORM_FUNC_RANGE();
   return guarded(__func__, [&]() -> Status {
     if (!out) return make_status(BNORM_STATUS_INVALID_VALUE, "handle output pointer is NULL");
-    if (backend != BNORM_BACKEND_CPU && backend != BNORM_BACKEND_CUDA)
-      return make_status(BNORM_STATUS_INVALID_VALUE, "backend = %d is not a bnorm_backend_t",
-                         static_cast<int>(backend));
+    const int b = enum_value(backend);
+    if (b != BNORM_BACKEND_CPU && b != BNORM_BACKEND_CUDA)
+      return make_status(BNORM_STATUS_INVALID_VALUE, "backend = %d is not a bnorm_backend_t", b);
     auto h = new bnorm_handle();
     h->backend = backend;
     if (backend == BNORM_BACKEND_CUDA) {
@@ -120,9 +120,12 @@ bnorm_status_t bnorm_get_backend(bnorm_handle_t h, bnorm_backend_t* backend) {
 
 namespace {
 
-Status check_act(bnorm_activation_t act) {
-  if (act != BNORM_ACTIVATION_IDENTITY && act != BNORM_ACTIVATION_RELU)
-    return make_status(BNORM_STATUS_INVALID_VALUE, "act = %d is not a bnorm_activation_t", static_cast<int>(act));
+// The fused entry points call it first, through a reference: act is passed on by value
+// (a read as the enum) only once it is known to be one.
+Status check_act(const bnorm_activation_t& act) {
+  const int a = enum_value(act);
+  if (a != BNORM_ACTIVATION_IDENTITY && a != BNORM_ACTIVATION_RELU)
+    return make_status(BNORM_STATUS_INVALID_VALUE, "act = %d is not a bnorm_activation_t", a);
   return ok_status();
 }
 
@@ -236,6 +239,7 @@ Status backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, const v
   if (relu) {
     if (dx && dx == y) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias y");
     BNORM_TRY(check_overlap(dx, "dx", y, "y", *d));
+    if (dz) BNORM_TRY(check_overlap(dz, "dz", y, "y", *d));  // y is read while dz is written
   }
   const void* mask = relu ? y : nullptr;
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {mask, "y"}, {dy, "dy"}, {gamma, "gamma"},
@@ -275,7 +279,8 @@ bnorm_status_t bnorm_forward_training_fused(bnorm_handle_t h, const bnorm_tensor
                                             float eps, float* running_mean, float* running_var, float* save_mean,
                                             float* save_invstd, bnorm_activation_t act) {
   BNORM_FUNC_RANGE();
-  return guarded(__func__, [&] {
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_act(act));
     return forward_training(h, d, x, z, y, gamma, beta, momentum, eps, running_mean, running_var, save_mean,
                             save_invstd, act);
   });
@@ -296,7 +301,8 @@ bnorm_status_t bnorm_forward_inference_fused(bnorm_handle_t h, const bnorm_tenso
                                              const float* running_mean, const float* running_var, float eps,
                                              bnorm_activation_t act) {
   BNORM_FUNC_RANGE();
-  return guarded(__func__, [&] {
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_act(act));
     return forward_inference(h, d, x, z, y, gamma, beta, running_mean, running_var, eps, act);
   });
 }
@@ -316,7 +322,8 @@ bnorm_status_t bnorm_backward_fused(bnorm_handle_t h, const bnorm_tensor_t* d, c
                                     const float* save_invstd, void* dx, void* dz, float* dgamma, float* dbeta,
                                     bnorm_activation_t act) {
   BNORM_FUNC_RANGE();
-  return guarded(__func__, [&] {
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_act(act));
     return backward(h, d, x, y, dy, gamma, save_mean, save_invstd, dx, dz, dgamma, dbeta, act);
   });
 }
@@ -354,8 +361,8 @@ bool is_group_norm(bnorm_op_t op) {
 }
 
 // grouped: called through a _grouped form, so `groups` is meaningful.
-Status query_problem(const bnorm_handle* h, bnorm_op_t op, const bnorm_tensor_t* d, int64_t groups, bool grouped,
-                     int aligned16, bnorm::Problem* pr) {
+Status query_problem(const bnorm_handle* h, const bnorm_op_t& op, const bnorm_tensor_t* d, int64_t groups,
+                     bool grouped, int aligned16, bnorm::Problem* pr) {
   BNORM_TRY(check_handle(h));
   BNORM_TRY(check_op(op));
   BNORM_TRY(check_desc(d, /*allow_empty=*/false));
@@ -380,7 +387,7 @@ void copy_out(const std::string& s, char* buf, size_t len) {
   buf[n] = '\0';
 }
 
-Status query_variant(bnorm_handle* h, bnorm_op_t op, const bnorm_tensor_t* d, int64_t groups, bool grouped,
+Status query_variant(bnorm_handle* h, const bnorm_op_t& op, const bnorm_tensor_t* d, int64_t groups, bool grouped,
                      int aligned16, char* spec, size_t spec_len, bnorm_choice_t* why) {
   bnorm::Problem pr;
   BNORM_TRY(query_problem(h, op, d, groups, grouped, aligned16, &pr));
@@ -397,7 +404,7 @@ Status query_variant(bnorm_handle* h, bnorm_op_t op, const bnorm_tensor_t* d, in
   return ok_status();
 }
 
-Status list_variants(bnorm_handle* h, bnorm_op_t op, const bnorm_tensor_t* d, int64_t groups, bool grouped,
+Status list_variants(bnorm_handle* h, const bnorm_op_t& op, const bnorm_tensor_t* d, int64_t groups, bool grouped,
                      int aligned16, char* buf, size_t buf_len, int* count, size_t* needed) {
   bnorm::Problem pr;
   BNORM_TRY(query_problem(h, op, d, groups, grouped, aligned16, &pr));

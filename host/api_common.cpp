@@ -93,7 +93,7 @@ Status check_momentum(float momentum) {
   return ok_status();
 }
 
-Status check_op(bnorm_op_t op) {
+Status check_op(const bnorm_op_t& op) {
   const int o = enum_value(op);
   if (o < 0 || o >= kOpCount)
     return make_status(BNORM_STATUS_INVALID_VALUE, "op = %d is not a bnorm_op_t", o);
@@ -102,11 +102,12 @@ Status check_op(bnorm_op_t op) {
 
 namespace {
 
-// Compared by distance, not by end addresses, so no end address can wrap.
-Status overlap_bytes(const void* a, const char* an, const void* b, const char* bn, uintptr_t bytes) {
+// Compared by distance in elements, not by end addresses: count (up to 2^62) times the
+// element size can pass 2^64, and an end address can wrap, which would hide an overlap.
+Status overlap_elems(const void* a, const char* an, const void* b, const char* bn, size_t elem, int64_t count) {
   const uintptr_t pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
   const uintptr_t distance = pa > pb ? pa - pb : pb - pa;
-  if (a && b && distance != 0 && distance < bytes)
+  if (a && b && distance != 0 && distance / elem < static_cast<uintptr_t>(count))
     return make_status(BNORM_STATUS_INVALID_VALUE, "%s and %s partly overlap", an, bn);
   return ok_status();
 }
@@ -114,11 +115,11 @@ Status overlap_bytes(const void* a, const char* an, const void* b, const char* b
 }  // namespace
 
 Status check_overlap(const void* a, const char* an, const void* b, const char* bn, const bnorm_tensor_t& d) {
-  return overlap_bytes(a, an, b, bn, static_cast<uintptr_t>(numel(d)) * elem_bytes(d));
+  return overlap_elems(a, an, b, bn, elem_bytes(d), numel(d));
 }
 
 Status check_overlap_floats(const void* a, const char* an, const void* b, const char* bn, int64_t count) {
-  return overlap_bytes(a, an, b, bn, static_cast<uintptr_t>(count) * sizeof(float));
+  return overlap_elems(a, an, b, bn, sizeof(float), count);
 }
 
 Status check_disjoint(const void* a, const char* an, int64_t a_bytes, const void* b, const char* bn,

@@ -59,7 +59,8 @@ Status require_tensor(const void* p, const char* name, const bnorm_tensor_t& d);
 Status check_desc(const bnorm_tensor_t* d, bool allow_empty = true);
 Status check_eps(float eps);
 Status check_momentum(float momentum);
-Status check_op(bnorm_op_t op);
+// Through a reference: op is read as the enum only once it is known to be one.
+Status check_op(const bnorm_op_t& op);
 // Two tensors of d's size may be the same buffer or disjoint, never partly overlap.
 Status check_overlap(const void* a, const char* an, const void* b, const char* bn, const bnorm_tensor_t& d);
 // Two float arrays of `count` elements each: the same or disjoint.

@@ -139,6 +139,11 @@ Entry read_entry(const json& j) {
   k.c = get_int(j, "c", 1, kMaxDim);
   k.h = get_int(j, "h", 1, kMaxDim);
   k.w = get_int(j, "w", 1, kMaxDim);
+  // As the API rejects such a descriptor, so the cache: no call could ever match, and the
+  // nearest-shape search would multiply the sizes past int64 (2^40 each).
+  const long double numel = static_cast<long double>(k.n) * k.c * k.h * k.w;
+  if (numel > static_cast<long double>(int64_t{1} << 62))
+    throw FormatError{"n*c*h*w passes 2^62 elements"};
   k.aligned16 = get_bool(j, "aligned16");
   e.winner = read_timed(field(j, "winner"));
   const json& ru = field(j, "runners_up");
@@ -329,8 +334,11 @@ bool pick(const Entry& e, const bnorm_handle& h, const Problem& pr, Choice* out)
 
 // Log distance between shapes, or a negative value when N*H*W or C differ by more than 4x.
 double shape_distance(const Key& a, const Problem& pr) {
-  const double dm = std::log(static_cast<double>(a.n * a.h * a.w) /
-                             static_cast<double>(pr.desc.n * pr.desc.h * pr.desc.w));
+  // In double: the sizes' products stay below 2^62 (read_entry, check_desc), but a
+  // distance must not be the place where that is relied on.
+  const double dm = std::log(static_cast<double>(a.n) * static_cast<double>(a.h) * static_cast<double>(a.w) /
+                             (static_cast<double>(pr.desc.n) * static_cast<double>(pr.desc.h) *
+                              static_cast<double>(pr.desc.w)));
   const double dc = std::log(static_cast<double>(a.c) / static_cast<double>(pr.desc.c));
   const double lim = std::log(4.0) + 1e-9;
   if (std::fabs(dm) > lim || std::fabs(dc) > lim) return -1.0;

@@ -27,18 +27,17 @@ struct MapGeometry {
   FastDivmod c_div;   // divides by C (32-bit path)
 };
 
+// The channel of vector v: 32-bit fast divisors below 2^31 vectors, else plain
+// division (index.cuh).
 struct MapIndex32 {
   __device__ __forceinline__ static int64_t channel(const MapGeometry& g, int64_t v) {
-    const uint32_t row = g.hw_div.div(static_cast<uint32_t>(v));
-    uint32_t q, c;
-    g.c_div.divmod(row, q, c);
-    return c;
+    return vector_channel(static_cast<uint32_t>(v), g.hw_div, g.c_div);
   }
 };
 
 struct MapIndex64 {
   __device__ __forceinline__ static int64_t channel(const MapGeometry& g, int64_t v) {
-    return (v / g.hw_vec) % g.c_total;
+    return vector_channel(v, g.hw_vec, g.c_total);
   }
 };
 

@@ -71,4 +71,42 @@ BNORM_HD int64_t nchw_channel(int64_t e, int64_t c_total, int64_t hw) {
   return (e / hw) % c_total;
 }
 
+// ---- the kernels' vector index paths (channel_reduce.cuh, channel_map.cuh) ----------
+// Launchers take the 32-bit path while the count of vectors it indexes fits, and the
+// 64-bit one past it. The functions live here, not in the kernel headers, so that the
+// CPU tests check them past 2^31 (tests/test_index.cpp).
+
+// Whether a range of `count` vector indices can take the 32-bit (FastDivmod) path.
+BNORM_HD bool fits_index32(int64_t count) { return count < (int64_t{1} << 31); }
+
+// Offset of vector v of channel c, each vector `vec` values of one row (hw % vec == 0):
+// row v / (hw/vec), column v % (hw/vec).
+BNORM_HD int64_t channel_vector_offset(int64_t v, int64_t c, int64_t c_total, int64_t hw, int vec) {
+  const int64_t hwv = hw / vec;
+  const int64_t row = v / hwv;
+  const int64_t col = v - row * hwv;
+  return (row * c_total + c) * hw + col * vec;
+}
+
+// The same with hw_vec = FastDivmod(hw/vec); exact while v < 2^31.
+BNORM_HD int64_t channel_vector_offset(uint32_t v, int64_t c, int64_t c_total, int64_t hw, int vec,
+                                       const FastDivmod& hw_vec) {
+  uint32_t row, col;
+  hw_vec.divmod(v, row, col);
+  return (static_cast<int64_t>(row) * c_total + c) * hw + static_cast<int64_t>(col) * vec;
+}
+
+// The channel of flat vector v of an NCHW tensor with hw_vec vectors per row.
+BNORM_HD int64_t vector_channel(int64_t v, int64_t hw_vec, int64_t c_total) {
+  return (v / hw_vec) % c_total;
+}
+
+// The same with fast divisors by hw_vec and by C; exact while v < 2^31.
+BNORM_HD int64_t vector_channel(uint32_t v, const FastDivmod& hw_vec, const FastDivmod& c_total) {
+  const uint32_t row = hw_vec.div(v);
+  uint32_t q, c;
+  c_total.divmod(row, q, c);
+  return c;
+}
+
 }  // namespace bnorm

@@ -81,8 +81,6 @@ inline ChannelGeometry channel_geometry(const Shape& s, int vec) {
   return g;
 }
 
-inline bool fits_index32(int64_t count) { return count < (int64_t{1} << 31); }
-
 inline MapGeometry map_geometry(const Shape& s, int vec) {
   MapGeometry g;
   g.c_total = s.c;

@@ -22,6 +22,8 @@
 
 #include <cooperative_groups.h>
 
+#include <atomic>
+
 #include <cub/warp/warp_reduce.cuh>
 
 #include "backward_ops.cuh"
@@ -208,13 +210,13 @@ constexpr auto kernel_of() {
 // instantiation and device.
 template <int THREADS, int VEC, class Reducer, class MapOp>
 cudaError_t prepare_kernel(int dev) {
-  static bool done[64] = {};
+  static std::atomic<bool> done[64];  // atomic: handles on several threads (resident_ctas)
   if (dev < 0 || dev >= 64) return cudaErrorInvalidDevice;
-  if (done[dev]) return cudaSuccess;
+  if (done[dev].load(std::memory_order_acquire)) return cudaSuccess;
   const cudaError_t e = cudaFuncSetAttribute(kernel_of<THREADS, VEC, Reducer, MapOp>(),
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(kSmemBytes<THREADS, VEC, Reducer>));
-  if (e == cudaSuccess) done[dev] = true;
+  if (e == cudaSuccess) done[dev].store(true, std::memory_order_release);
   return e;
 }
 
@@ -251,13 +253,16 @@ cudaError_t with_persistent_policy(const Policy& p, DType t, F&& f) {
 // cooperative launch needs the exact co-resident count.
 template <int THREADS, int VEC, class Reducer, class MapOp>
 int resident_ctas() {
-  static int cache[64] = {};  // per device ordinal; 0 = not yet known
+  // Per device ordinal; 0 = not yet known. Atomic: handles on different threads ask at
+  // once (bnorm.h lets them), and may both fill an entry, with the same value.
+  static std::atomic<int> cache[64];
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
     cudaGetLastError();
     return 0;
   }
-  if (cache[dev] > 0) return cache[dev];
+  const int known = cache[dev].load(std::memory_order_relaxed);
+  if (known > 0) return known;
   int per_sm = 0, sms = 0;
   if (prepare_kernel<THREADS, VEC, Reducer, MapOp>(dev) != cudaSuccess ||
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel_of<THREADS, VEC, Reducer, MapOp>(), THREADS,
@@ -266,8 +271,8 @@ int resident_ctas() {
     cudaGetLastError();
     return 0;
   }
-  cache[dev] = per_sm * sms;
-  return cache[dev];
+  cache[dev].store(per_sm * sms, std::memory_order_relaxed);
+  return per_sm * sms;
 }
 
 }  // namespace

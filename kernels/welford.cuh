@@ -106,11 +106,13 @@ BNORM_HD ChannelStats finalize_stats(const Welford<T>& s, T eps) {
   const T var = s.count > T(0) ? s.m2 / s.count : T(0);
   const T var_u = s.count > T(1) ? s.m2 / (s.count - T(1)) : T(0);
   // m2 is a sum of squares and cannot be negative in exact arithmetic; a merge can
-  // leave -0 or a tiny negative from rounding, which must not reach sqrt.
-  const T var_c = var > T(0) ? var : T(0);
+  // leave -0 or a tiny negative from rounding, which must not reach sqrt. Only negatives
+  // are clamped: a NaN (a NaN or Inf among the values) must reach invstd and the
+  // running variance, as it does on the CPU backend, not turn into a variance of 0.
+  const T var_c = var < T(0) ? T(0) : var;
   r.mean = static_cast<float>(s.mean);
   r.var_biased = static_cast<float>(var_c);
-  r.var_unbiased = static_cast<float>(var_u > T(0) ? var_u : T(0));
+  r.var_unbiased = static_cast<float>(var_u < T(0) ? T(0) : var_u);
   r.invstd = static_cast<float>(T(1) / std::sqrt(var_c + eps));
   return r;
 }

@@ -11,7 +11,9 @@
 #include <thread>
 #include <vector>
 
+#include "bad_calls.hpp"
 #include "bnorm/bnorm.h"
+#include "c_caller.h"
 #include "reference.hpp"
 
 namespace {
@@ -86,10 +88,10 @@ TEST(Api, HandleAccessors) {
             BNORM_STATUS_INVALID_VALUE);
 }
 
-// All buffers of one call, filled with sentinels (outputs) or valid data (inputs).
+// All buffers of one call in host memory: outputs hold a sentinel, inputs data.
 struct Buffers {
   bnorm_tensor_t d = nchw(4, 3, 5, 5);
-  std::vector<float> x, y, dy, dx, gamma, beta, rm, rv, sm, si, dg, db;
+  std::vector<float> x, y, dy, dx, gamma, beta, rm, rv, sm, si, dg, db, scratch, z, dz;
   Buffers() {
     const int64_t n = numel(d);
     x = random_tensor(d, 1);
@@ -104,21 +106,26 @@ struct Buffers {
     si = random_vector(d.c, 6, 0.5, 2);
     dg.assign(d.c, kSentinel);
     db.assign(d.c, kSentinel);
+    scratch = random_vector(2 * n, 7, -1, 1);
+    z = random_tensor(d, 8);
+    dz.assign(n, kSentinel);
   }
-  bool outputs_untouched() const {
-    for (const auto* v : {&y, &dx, &rm, &rv, &dg, &db})
-      for (float e : *v)
-        if (e != kSentinel) return false;
-    return true;
+  CallBuffers ptrs() {
+    return {d, x.data(), y.data(), dy.data(), dx.data(), gamma.data(), beta.data(), rm.data(), rv.data(),
+            sm.data(), si.data(), dg.data(), db.data(), scratch.data(), z.data(), dz.data()};
+  }
+  std::vector<std::vector<float>> all() const {
+    return {x, y, dy, dx, gamma, beta, rm, rv, sm, si, dg, db, scratch, z, dz};
   }
 };
 
-struct BadCall {
-  const char* what;
-  bnorm_status_t expected;
-  const char* mentions;  // the message must name the culprit
-  std::function<bnorm_status_t(bnorm_handle_t, Buffers&)> call;
-};
+bool bitwise_equal(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].size() != b[i].size() || std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)) != 0)
+      return false;
+  return true;
+}
 
 bnorm_status_t train(bnorm_handle_t h, Buffers& b, const bnorm_tensor_t* d, float eps = 1e-5f,
                      float momentum = 0.1f) {
@@ -126,135 +133,48 @@ bnorm_status_t train(bnorm_handle_t h, Buffers& b, const bnorm_tensor_t* d, floa
                                 eps, b.rm.data(), b.rv.data(), nullptr, nullptr);
 }
 
-std::vector<BadCall> bad_calls() {
-  auto with = [](auto edit) {
-    return [edit](bnorm_handle_t h, Buffers& b) {
-      bnorm_tensor_t d = b.d;
-      edit(d);
-      return train(h, b, &d);
-    };
-  };
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  const float inf = std::numeric_limits<float>::infinity();
-  return {
-      {"null handle", BNORM_STATUS_INVALID_VALUE, "handle",
-       [](bnorm_handle_t, Buffers& b) { return train(nullptr, b, &b.d); }},
-      {"null desc", BNORM_STATUS_INVALID_VALUE, "desc",
-       [](bnorm_handle_t h, Buffers& b) { return train(h, b, nullptr); }},
-      {"n < 0", BNORM_STATUS_INVALID_VALUE, "n", with([](bnorm_tensor_t& d) { d.n = -1; })},
-      {"c < 0", BNORM_STATUS_INVALID_VALUE, "c", with([](bnorm_tensor_t& d) { d.c = -3; })},
-      {"h = 0", BNORM_STATUS_INVALID_VALUE, "h", with([](bnorm_tensor_t& d) { d.h = 0; })},
-      {"w < 0", BNORM_STATUS_INVALID_VALUE, "w", with([](bnorm_tensor_t& d) { d.w = -1; })},
-      {"overflowing size", BNORM_STATUS_INVALID_VALUE, "overflow",
-       with([](bnorm_tensor_t& d) { d.n = d.c = d.h = d.w = int64_t{1} << 20; })},
-      {"bad layout", BNORM_STATUS_INVALID_VALUE, "layout",
-       with([](bnorm_tensor_t& d) { d.layout = static_cast<bnorm_layout_t>(9); })},
-      {"bad dtype", BNORM_STATUS_INVALID_VALUE, "dtype",
-       with([](bnorm_tensor_t& d) { d.dtype = static_cast<bnorm_dtype_t>(9); })},
-      {"one value per channel", BNORM_STATUS_INVALID_VALUE, "n*h*w",
-       with([](bnorm_tensor_t& d) { d.n = d.h = d.w = 1; })},
-      {"null x", BNORM_STATUS_INVALID_VALUE, "x",
-       [](bnorm_handle_t h, Buffers& b) {
-         return bnorm_forward_training(h, &b.d, nullptr, b.y.data(), nullptr, nullptr, 0.1f, 1e-5f,
-                                       b.rm.data(), b.rv.data(), nullptr, nullptr);
-       }},
-      {"null y", BNORM_STATUS_INVALID_VALUE, "y",
-       [](bnorm_handle_t h, Buffers& b) {
-         return bnorm_forward_training(h, &b.d, b.x.data(), nullptr, nullptr, nullptr, 0.1f, 1e-5f,
-                                       b.rm.data(), b.rv.data(), nullptr, nullptr);
-       }},
-      {"misaligned x", BNORM_STATUS_INVALID_VALUE, "aligned",
-       [](bnorm_handle_t h, Buffers& b) {
-         const void* x = reinterpret_cast<const char*>(b.x.data()) + 1;
-         return bnorm_forward_training(h, &b.d, x, b.y.data(), nullptr, nullptr, 0.1f, 1e-5f,
-                                       b.rm.data(), b.rv.data(), nullptr, nullptr);
-       }},
-      {"eps = 0", BNORM_STATUS_INVALID_VALUE, "eps",
-       [](bnorm_handle_t h, Buffers& b) { return train(h, b, &b.d, 0.0f); }},
-      {"eps < 0", BNORM_STATUS_INVALID_VALUE, "eps",
-       [](bnorm_handle_t h, Buffers& b) { return train(h, b, &b.d, -1e-5f); }},
-      {"eps NaN", BNORM_STATUS_INVALID_VALUE, "eps",
-       [nan](bnorm_handle_t h, Buffers& b) { return train(h, b, &b.d, nan); }},
-      {"eps Inf", BNORM_STATUS_INVALID_VALUE, "eps",
-       [inf](bnorm_handle_t h, Buffers& b) { return train(h, b, &b.d, inf); }},
-      {"momentum > 1", BNORM_STATUS_INVALID_VALUE, "momentum",
-       [](bnorm_handle_t h, Buffers& b) { return train(h, b, &b.d, 1e-5f, 1.5f); }},
-      {"momentum < 0", BNORM_STATUS_INVALID_VALUE, "momentum",
-       [](bnorm_handle_t h, Buffers& b) { return train(h, b, &b.d, 1e-5f, -0.1f); }},
-      {"momentum NaN", BNORM_STATUS_INVALID_VALUE, "momentum",
-       [nan](bnorm_handle_t h, Buffers& b) { return train(h, b, &b.d, 1e-5f, nan); }},
-      {"running_mean without running_var", BNORM_STATUS_INVALID_VALUE, "running_var",
-       [](bnorm_handle_t h, Buffers& b) {
-         return bnorm_forward_training(h, &b.d, b.x.data(), b.y.data(), nullptr, nullptr, 0.1f, 1e-5f,
-                                       b.rm.data(), nullptr, nullptr, nullptr);
-       }},
-      {"y partly overlaps x", BNORM_STATUS_INVALID_VALUE, "overlap",
-       [](bnorm_handle_t h, Buffers& b) {
-         std::vector<float> both(2 * numel(b.d), 1.0f);
-         for (size_t i = 0; i < both.size(); ++i) both[i] = static_cast<float>(i % 7);
-         return bnorm_forward_training(h, &b.d, both.data(), both.data() + 1, nullptr, nullptr, 0.1f,
-                                       1e-5f, b.rm.data(), b.rv.data(), nullptr, nullptr);
-       }},
-      {"inference without running_var", BNORM_STATUS_INVALID_VALUE, "running_var",
-       [](bnorm_handle_t h, Buffers& b) {
-         return bnorm_forward_inference(h, &b.d, b.x.data(), b.y.data(), nullptr, nullptr, b.sm.data(),
-                                        nullptr, 1e-5f);
-       }},
-      {"inference eps = 0", BNORM_STATUS_INVALID_VALUE, "eps",
-       [](bnorm_handle_t h, Buffers& b) {
-         return bnorm_forward_inference(h, &b.d, b.x.data(), b.y.data(), nullptr, nullptr, b.sm.data(),
-                                        b.si.data(), 0.0f);
-       }},
-      {"inference bad n", BNORM_STATUS_INVALID_VALUE, "n",
-       [](bnorm_handle_t h, Buffers& b) {
-         bnorm_tensor_t d = b.d;
-         d.n = -2;
-         return bnorm_forward_inference(h, &d, b.x.data(), b.y.data(), nullptr, nullptr, b.sm.data(),
-                                        b.si.data(), 1e-5f);
-       }},
-      {"backward null dy", BNORM_STATUS_INVALID_VALUE, "dy",
-       [](bnorm_handle_t h, Buffers& b) {
-         return bnorm_backward(h, &b.d, b.x.data(), nullptr, nullptr, b.sm.data(), b.si.data(),
-                               b.dx.data(), b.dg.data(), b.db.data());
-       }},
-      {"backward null save_invstd", BNORM_STATUS_INVALID_VALUE, "save_invstd",
-       [](bnorm_handle_t h, Buffers& b) {
-         return bnorm_backward(h, &b.d, b.x.data(), b.dy.data(), nullptr, b.sm.data(), nullptr,
-                               b.dx.data(), b.dg.data(), b.db.data());
-       }},
-      {"backward null dx", BNORM_STATUS_INVALID_VALUE, "dx",
-       [](bnorm_handle_t h, Buffers& b) {
-         return bnorm_backward(h, &b.d, b.x.data(), b.dy.data(), nullptr, b.sm.data(), b.si.data(),
-                               nullptr, b.dg.data(), b.db.data());
-       }},
-      {"backward dx aliases x", BNORM_STATUS_INVALID_VALUE, "alias",
-       [](bnorm_handle_t h, Buffers& b) {
-         std::vector<float> x2 = b.x;
-         const bnorm_status_t s = bnorm_backward(h, &b.d, x2.data(), b.dy.data(), nullptr, b.sm.data(),
-                                                 b.si.data(), x2.data(), b.dg.data(), b.db.data());
-         return x2 == b.x ? s : BNORM_STATUS_INTERNAL_ERROR;  // x must be untouched too
-       }},
-      {"f16 tensor not aligned to 2 bytes", BNORM_STATUS_INVALID_VALUE, "aligned",
-       [](bnorm_handle_t h, Buffers& b) {
-         bnorm_tensor_t d = b.d;
-         d.dtype = BNORM_DTYPE_F16;
-         const void* x = reinterpret_cast<const char*>(b.x.data()) + 1;
-         return bnorm_backward(h, &d, x, b.dy.data(), nullptr, b.sm.data(), b.si.data(), b.dx.data(),
-                               b.dg.data(), b.db.data());
-       }},
-  };
-}
-
+// Every kind of bad call in bad_calls.hpp: its status, a message naming the culprit, and
+// every byte of every buffer (outputs, running statistics, inputs) as it was. Checked by
+// breaking the library on purpose: with the overflow-safe overlap check reverted, the
+// 2^62-element overlap call is accepted and reads past x (a crash under ASan); with any
+// require()/check_eps() line removed from host/api.cpp, its case fails here.
 TEST(Api, EveryBadCallFailsWithItsStatusAndWritesNothing) {
   Handle h;
   for (const BadCall& bc : bad_calls()) {
     SCOPED_TRACE(bc.what);
     Buffers b;
-    const bnorm_status_t s = bc.call(h.h, b);
+    const auto before = b.all();
+    const bnorm_status_t s = bc.call(h.h, b.ptrs());
     EXPECT_EQ(s, bc.expected) << bnorm_status_string(s) << ": " << bnorm_last_error();
     EXPECT_NE(std::string(bnorm_last_error()).find(bc.mentions), std::string::npos)
         << "message '" << bnorm_last_error() << "' should mention '" << bc.mentions << "'";
-    EXPECT_TRUE(b.outputs_untouched());
+    EXPECT_TRUE(bitwise_equal(b.all(), before));
+  }
+}
+
+// Enums a C caller fills with any int (passed from C: c_caller.c), validated without UB.
+// The asan preset runs this under -fsanitize=enum, which reported the old direct
+// comparisons in host/api.cpp.
+TEST(Api, OutOfRangeEnumsAreRejected) {
+  Handle h;
+  for (int v : {-1, 2, 3, 7, BNORM_OP_SYNC_BACKWARD + 1, std::numeric_limits<int>::max(),
+                std::numeric_limits<int>::min()}) {
+    SCOPED_TRACE(v);
+    bnorm_handle_t made = nullptr;
+    EXPECT_EQ(c_caller_create(&made, v, 0), BNORM_STATUS_INVALID_VALUE);
+    EXPECT_EQ(made, nullptr);
+    EXPECT_NE(std::string(bnorm_last_error()).find("backend"), std::string::npos);
+    // A status just past the last one, or v itself where that is out of range anyway.
+    EXPECT_STREQ(c_caller_status_string(v >= 0 && v <= BNORM_STATUS_COMMUNICATION_ERROR ? v + 8 : v),
+                 "BNORM_STATUS_UNKNOWN");
+    if (v >= BNORM_OP_FORWARD_TRAINING && v <= BNORM_OP_SYNC_BACKWARD) continue;  // a valid op
+    EXPECT_EQ(c_caller_set_variant(h.h, v, nullptr), BNORM_STATUS_INVALID_VALUE);
+    const bnorm_tensor_t d = nchw(2, 3, 4, 5);
+    char spec[32];
+    int count = 0;
+    EXPECT_EQ(c_caller_query_variant(h.h, v, &d, 1, spec, sizeof spec, nullptr), BNORM_STATUS_INVALID_VALUE);
+    EXPECT_EQ(c_caller_list_variants(h.h, v, &d, 1, nullptr, 0, &count, nullptr), BNORM_STATUS_INVALID_VALUE);
+    EXPECT_NE(std::string(bnorm_last_error()).find("op = "), std::string::npos);
   }
 }
 

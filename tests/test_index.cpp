@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <random>
 #include <set>
+#include <vector>
 
 #include "kernels/index.cuh"
 
@@ -80,3 +81,118 @@ TEST(NchwOffset, SixtyFourBitPastTwoToThe31) {
 }
 
 }  // namespace
+
+// ---- the kernels' vector index paths, past 2^31 --------------------------------------
+// Index32/Index64 (channel_reduce.cuh) and MapIndex32/MapIndex64 (channel_map.cuh) are
+// these functions. Checked by breaking them: truncating v to 32 bits in the 64-bit path
+// fails Offset64PastTwoToThe31, truncating the offset to 32 bits fails three tests, and
+// a fits_index32 bound of 2^32 fails Fits32Boundary and Index32WrapsPastTheBound.
+
+namespace {
+
+// The definition: vector v of channel c holds values [v*vec, v*vec + vec) of the
+// channel's row-major range; value m of the channel is at ((m / hw) * C + c) * hw + m % hw.
+int64_t reference_vector_offset(int64_t v, int64_t c, int64_t c_total, int64_t hw, int vec) {
+  const __int128 m = static_cast<__int128>(v) * vec;
+  const __int128 off = ((m / hw) * c_total + c) * hw + m % hw;
+  return static_cast<int64_t>(off);
+}
+
+// Vector indices worth checking in [0, count): both ends, every power-of-two boundary,
+// around 2^31 and 2^32, and random ones.
+std::vector<int64_t> probe_indices(int64_t count, uint64_t seed) {
+  std::vector<int64_t> v = {0, 1, count - 1, count - 2, count / 2};
+  for (int b = 1; b < 63; ++b) {
+    const int64_t p = int64_t{1} << b;
+    for (int64_t d : {-1, 0, 1})
+      if (p + d >= 0 && p + d < count) v.push_back(p + d);
+  }
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> u(0, count - 1);
+  for (int i = 0; i < 2000; ++i) v.push_back(u(rng));
+  return v;
+}
+
+}  // namespace
+
+TEST(VectorIndex, Fits32Boundary) {
+  EXPECT_TRUE(bnorm::fits_index32((int64_t{1} << 31) - 1));
+  EXPECT_FALSE(bnorm::fits_index32(int64_t{1} << 31));
+  EXPECT_FALSE(bnorm::fits_index32(int64_t{1} << 40));
+}
+
+TEST(VectorIndex, Offset64PastTwoToThe31) {
+  // Channels of 3e9 and 1e10 values (past 2^31 and 2^33 vectors), offsets past 2^35;
+  // hw not a power of two, and the odd channel counts of real layers.
+  struct Case {
+    int64_t n, c, hw;
+    int vec;
+  };
+  for (const Case& k : {Case{3000, 1, 1000000, 1}, Case{3000, 1, 1000000, 4}, Case{10000, 3, 1000000, 4},
+                        Case{(int64_t{1} << 31) + 5, 7, 3, 1}, Case{1 << 20, 5, 4100, 4}, Case{5, 2, (int64_t{1} << 32) + 4, 4}}) {
+    const int64_t count = k.n * k.hw / k.vec;
+    for (int64_t c : {int64_t{0}, k.c - 1}) {
+      for (int64_t v : probe_indices(count, static_cast<uint64_t>(k.n + c))) {
+        ASSERT_EQ(bnorm::channel_vector_offset(v, c, k.c, k.hw, k.vec), reference_vector_offset(v, c, k.c, k.hw, k.vec))
+            << "n=" << k.n << " c=" << c << "/" << k.c << " hw=" << k.hw << " vec=" << k.vec << " v=" << v;
+      }
+      // The last vector ends at the channel's last value.
+      const int64_t last = bnorm::channel_vector_offset(count - 1, c, k.c, k.hw, k.vec) + k.vec - 1;
+      EXPECT_EQ(last, ((k.n - 1) * k.c + c) * k.hw + k.hw - 1);
+    }
+  }
+}
+
+TEST(VectorIndex, Index32EqualsIndex64BelowTheBound) {
+  // The launcher takes the 32-bit path while vec_count < 2^31: up to there it must agree
+  // with the 64-bit path, including the last vectors and hw/vec up to 2^31 - 1.
+  struct Case {
+    int64_t n, c, hw;
+    int vec;
+  };
+  for (const Case& k : {Case{2147, 3, 1000000, 1}, Case{8589, 3, 1000000, 4}, Case{1, 1, (int64_t{1} << 31) - 1, 1},
+                        Case{2, 5, (int64_t{1} << 30) - 1, 1}, Case{(int64_t{1} << 31) / 49 - 1, 64, 49, 1},
+                        Case{7, 2, 4 * 12544, 4}}) {
+    const int64_t count = k.n * k.hw / k.vec;
+    ASSERT_TRUE(bnorm::fits_index32(count)) << count;
+    const bnorm::FastDivmod hw_vec(static_cast<uint32_t>(k.hw / k.vec));
+    for (int64_t v : probe_indices(count, static_cast<uint64_t>(count)))
+      for (int64_t c : {int64_t{0}, k.c - 1})
+        ASSERT_EQ(bnorm::channel_vector_offset(static_cast<uint32_t>(v), c, k.c, k.hw, k.vec, hw_vec),
+                  bnorm::channel_vector_offset(v, c, k.c, k.hw, k.vec))
+            << "hw=" << k.hw << " vec=" << k.vec << " v=" << v;
+  }
+}
+
+TEST(VectorIndex, Index32WrapsPastTheBound) {
+  // Why the launchers switch: at 2^31 vectors and beyond the 32-bit path is wrong (the
+  // multiply-high division is exact only below 2^31, and the index itself wraps at 2^32).
+  const int64_t hw = 1000000, c_total = 1;
+  const bnorm::FastDivmod hw_vec(static_cast<uint32_t>(hw));
+  int wrong = 0;
+  for (int64_t v : {int64_t{1} << 32, (int64_t{1} << 32) + 12345, (int64_t{3} << 31) + 7})
+    if (bnorm::channel_vector_offset(static_cast<uint32_t>(v), 0, c_total, hw, 1, hw_vec) !=
+        bnorm::channel_vector_offset(v, 0, c_total, hw, 1))
+      ++wrong;
+  EXPECT_EQ(wrong, 3);
+  EXPECT_FALSE(bnorm::fits_index32(int64_t{1} << 32));
+}
+
+TEST(VectorIndex, ChannelOfVectorPastTwoToThe31) {
+  struct Case {
+    int64_t n, c, hw;
+    int vec;
+  };
+  for (const Case& k : {Case{800, 3, 1000000, 1}, Case{800, 3, 1000000, 4}, Case{64, 4096, 9216, 4},
+                        Case{64, 4096, 9216, 1}, Case{3, 1000003, 1001, 1}}) {
+    const int64_t hw_vec = k.hw / k.vec;
+    const int64_t count = k.n * k.c * hw_vec;
+    const bnorm::FastDivmod hw_div(static_cast<uint32_t>(hw_vec)), c_div(static_cast<uint32_t>(k.c));
+    for (int64_t v : probe_indices(count, static_cast<uint64_t>(k.c))) {
+      const int64_t expected = static_cast<int64_t>((static_cast<__int128>(v) * k.vec / k.hw) % k.c);
+      ASSERT_EQ(bnorm::vector_channel(v, hw_vec, k.c), expected) << "v=" << v;
+      if (bnorm::fits_index32(v + 1))
+        ASSERT_EQ(bnorm::vector_channel(static_cast<uint32_t>(v), hw_div, c_div), expected) << "v=" << v;
+    }
+  }
+}

@@ -336,6 +336,26 @@ TEST_F(TuningCache, StaleVersionIsRejected) {
   EXPECT_EQ(choose(h, pr).why, BNORM_CHOICE_HEURISTIC);
 }
 
+// An entry whose n*c*h*w passes 2^62 (each size within the reader's 2^40) is rejected
+// with the file, as the API rejects such a descriptor. It used to load, and the
+// nearest-shape search then multiplied n*h*w = 2^120 in int64 (found by fuzz_tuning's
+// input tests/fuzz/corpus/fuzz_tuning/regress_nearest_shape_overflow.json under UBSan).
+TEST_F(TuningCache, EntryPastTwoToThe62ElementsIsRejected) {
+  const bnorm_handle h = fake_gpu();
+  CacheFile f;
+  f.entries.push_back(entry(h, BNORM_OP_FORWARD_TRAINING, kShape, kTuned));
+  f.entries.push_back(entry(h, BNORM_OP_FORWARD_TRAINING, kShape, kTuned));
+  f.entries.back().key.n = f.entries.back().key.h = f.entries.back().key.w = int64_t{1} << 40;
+  const std::string p = save("huge.json", f);
+  bnorm_status_t st = BNORM_STATUS_SUCCESS;
+  const std::string err = stderr_of([&] { st = bnorm_tuning_load(p.c_str()); });
+  EXPECT_EQ(st, BNORM_STATUS_INVALID_VALUE);
+  EXPECT_NE(std::string(bnorm_last_error()).find("2^62"), std::string::npos) << bnorm_last_error();
+  EXPECT_EQ(warnings_in(err), 1);
+  // Dispatch falls back to the heuristic, and a nearby shape's query is safe.
+  EXPECT_EQ(choose(h, problem(BNORM_OP_FORWARD_TRAINING, nchw(64, 64, 56, 56))).why, BNORM_CHOICE_HEURISTIC);
+}
+
 TEST_F(TuningCache, NearestShapeWithinFourTimes) {
   const bnorm_handle h = fake_gpu();
   constexpr const char* kBig = "two_pass_block:t512:v1:s1";

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -106,6 +107,29 @@ TEST(Welford, FinalizeStats) {
   EXPECT_TRUE(std::isfinite(z.invstd));
   EXPECT_EQ(z.var_biased, 0.0f);
   EXPECT_FLOAT_EQ(bnorm::blend_running(1.0f, 3.0f, 0.25f), 1.5f);
+}
+
+// A NaN or Inf among a channel's values leaves m2 NaN (Inf - Inf); the variance clamp
+// must keep it NaN, so that invstd and the running variance show the poisoning as the
+// CPU backend does. (The clamp was `var > 0 ? var : 0`, which maps NaN to 0: the GPU
+// then reported save_invstd = 1/sqrt(eps) and a finite running variance for a channel
+// holding a NaN.) Negative rounding residue is still clamped to 0.
+TEST(Welford, FinalizeKeepsNaNAndClampsNegatives) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const bnorm::ChannelStats poisoned = bnorm::finalize_stats<float>(Welford<float>{4.0f, 1.0f, nan}, 1e-5f);
+  EXPECT_TRUE(std::isnan(poisoned.var_biased));
+  EXPECT_TRUE(std::isnan(poisoned.var_unbiased));
+  EXPECT_TRUE(std::isnan(poisoned.invstd));
+  Welford<float> inf{0.0f, 0.0f, 0.0f};
+  for (float v : {1.0f, std::numeric_limits<float>::infinity(), 2.0f}) {
+    const float chunk[1] = {v};
+    inf = bnorm::welford_merge(inf, bnorm::welford_of_chunk<float, 1>(chunk));
+  }
+  EXPECT_FALSE(std::isfinite(bnorm::finalize_stats<float>(inf, 1e-5f).invstd));
+  const bnorm::ChannelStats residue = bnorm::finalize_stats<float>(Welford<float>{4.0f, 1.0f, -1e-12f}, 1e-5f);
+  EXPECT_EQ(residue.var_biased, 0.0f);
+  EXPECT_EQ(residue.var_unbiased, 0.0f);
+  EXPECT_FLOAT_EQ(residue.invstd, 1.0f / std::sqrt(1e-5f));
 }
 
 }  // namespace

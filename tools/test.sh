@@ -6,3 +6,8 @@ cd "$(dirname "$0")/.."
 ./tools/deps.sh
 export PATH="/usr/local/cuda/bin:$PATH"
 cmake --workflow --preset ci
+# The host code again under AddressSanitizer + UBSan, leaks being errors: every cpu test
+# (the library's, the C test's, the harness's).
+cmake --workflow --preset asan
+# The libFuzzer targets (clang), ten seconds each from their committed seed corpora.
+cmake --workflow --preset fuzz

@@ -14,10 +14,28 @@
  *  - Per-channel parameters and statistics are float32 arrays of C elements, whatever
  *    the dtype of x.
  *  - In-place: y may equal x; dx may equal dy. No other overlap is allowed.
+ *  - An enum argument or field may hold any int (C allows it): a value outside the enum
+ *    is rejected with BNORM_STATUS_INVALID_VALUE, like any other bad argument.
  *
- * Threads: a handle is used by one thread at a time (create one per thread, as with
- * cuDNN). Different handles may be used concurrently from different threads. The
- * last-error message is per thread. bnorm_tuning_load() is safe to call at any time.
+ * Threads (tests/test_edges.cpp and tests/test_cuda_edges.cpp check them):
+ *  - A handle is used by one thread at a time: create one per thread, as with cuDNN. A
+ *    handle may pass between threads when the caller orders the calls; calls on one
+ *    handle that overlap in time (bnorm_destroy and bnorm_set_stream included) are a
+ *    data race.
+ *  - Different handles may be used concurrently from any threads, on any streams:
+ *    nothing they share can race (the process-wide tuning cache is replaced whole, so
+ *    bnorm_tuning_load is safe at any time). Results do not depend on concurrency: a
+ *    call gives bit for bit what it gives alone with the same kernel variant.
+ *  - The last-error message is per thread: bnorm_last_error() reports the last failing
+ *    call of the calling thread, whatever other threads do.
+ *  - Calls on a CUDA handle make its device current for their duration and restore the
+ *    caller's device. They are asynchronous on the handle's stream: inputs must stay
+ *    unchanged and outputs unread until that work has finished, and the calls of one
+ *    handle run in order, on one workspace. bnorm_set_stream orders the new stream after
+ *    the work queued on the old one; bnorm_destroy waits for the handle's work.
+ *  - bnorm_get_version, bnorm_status_string and bnorm_last_error need no handle and are
+ *    safe from any thread. The environment (BNORM_VARIANT, BNORM_VERBOSE,
+ *    BNORM_TUNING_CACHE) is read during calls: change it only while no call runs.
  */
 #ifndef BNORM_BNORM_H
 #define BNORM_BNORM_H
@@ -69,12 +87,13 @@ typedef enum {
 } bnorm_op_t;
 
 /* A dense tensor. An (N, C) activation of a fully connected layer is h = w = 1.
- * Statistics are per channel over M = n*h*w values.
+ * Statistics are per channel over M = n*h*w values. Valid sizes: n >= 0, c, h, w >= 1
+ * and n*c*h*w <= 2^62; indexing is 64-bit throughout.
  * n = 0 is an empty batch: every operation accepts it (tensor pointers may then be
  * NULL), moves no tensor data and leaves running statistics untouched, as PyTorch
  * does. Per-channel sums over the batch (dgamma, dbeta, the synchronized batch norm's
- * local states and sums) are sums over no values and are written as 0. c, h and w must
- * be >= 1; negative sizes are errors. */
+ * local states and sums) are sums over no values and are written as 0. Negative sizes
+ * are errors. */
 typedef struct {
   int64_t n, c, h, w;
   bnorm_layout_t layout;

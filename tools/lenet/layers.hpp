@@ -119,8 +119,12 @@ class BatchNorm final : public Layer {
 
   int64_t gamma_offset() const { return gamma_; }
   int64_t beta_offset() const { return beta_; }
-  const float* running_mean() const { return running_mean_.data(); }
-  const float* running_var() const { return running_var_.data(); }
+  const Array<float>& running_mean() const { return running_mean_; }
+  const Array<float>& running_var() const { return running_var_; }
+  // The last forward's input and output: valid until the previous layer's (input) or
+  // this layer's (output) next forward.
+  const float* last_input() const { return x_; }
+  const float* last_output() const { return y_.data(); }
 
  private:
   bnorm_tensor_t desc(int64_t n) const;

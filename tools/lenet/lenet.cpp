@@ -2,6 +2,7 @@
 #include "lenet.hpp"
 
 #include <stdexcept>
+#include <utility>
 
 #include "dataset.hpp"
 
@@ -97,7 +98,7 @@ void LeNet::fold_into(LeNet& plain) {
       check_bnorm(bnorm_fold_into_weights(be_.bnorm(), &from.desc, params_.value(from.w),
                                           from.b >= 0 ? params_.value(from.b) : nullptr,
                                           params_.value(bn->gamma_offset()), params_.value(bn->beta_offset()),
-                                          bn->running_mean(), bn->running_var(), BatchNorm::kEps,
+                                          bn->running_mean().data(), bn->running_var().data(), BatchNorm::kEps,
                                           plain.params_.value(to.w), plain.params_.value(to.b)),
                   "bnorm_fold_into_weights");
     } else {  // the classifier: copied (0 + 1 * w is exact)
@@ -124,6 +125,30 @@ void LeNet::recalibrate(const float* x, int64_t n) {
 Totals LeNet::totals() const {
   const std::vector<double> t = totals_.download();
   return {t[0], t[1]};
+}
+
+BnSnapshot LeNet::first_bn_snapshot(const float* x, int64_t n) {
+  BatchNorm* bn = first_batch_norm();
+  if (!bn) throw std::logic_error("first_bn_snapshot: the network has no batch norm");
+  forward(x, n, Mode::eval);
+  const Dims d = bn->in_dims();
+  std::vector<float> input(static_cast<size_t>(n * d.size())), output(input.size());
+  be_.download(input.data(), bn->last_input(), input.size() * sizeof(float));
+  be_.download(output.data(), bn->last_output(), output.size() * sizeof(float));
+  const std::vector<float> params = params_.values().download();
+  auto channels = [&](int64_t offset) {
+    return std::vector<float>(params.begin() + offset, params.begin() + offset + d.c);
+  };
+  return {bn->name(),
+          d,
+          n,
+          std::move(input),
+          std::move(output),
+          channels(bn->gamma_offset()),
+          channels(bn->beta_offset()),
+          bn->running_mean().download(),
+          bn->running_var().download(),
+          BatchNorm::kEps};
 }
 
 BatchNorm* LeNet::first_batch_norm() const {

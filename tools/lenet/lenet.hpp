@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backend.hpp"
@@ -31,6 +32,16 @@ struct LeNetConfig {
 struct Totals {
   double loss_sum = 0.0;  // of per-example cross-entropies
   double correct = 0.0;
+};
+
+// What one BN layer saw and gave for one batch, in host memory.
+struct BnSnapshot {
+  std::string layer;                 // the layer's name()
+  Dims dims;                         // per example
+  int64_t n = 0;                     // examples
+  std::vector<float> input, output;  // (n, dims) NCHW: before and after batch norm
+  std::vector<float> gamma, beta, running_mean, running_var;  // per channel
+  float eps = 0.0f;
 };
 
 class LeNet {
@@ -65,6 +76,10 @@ class LeNet {
 
   void reset_totals() { totals_.zero(); }
   Totals totals() const;  // waits for the queued work
+
+  // Runs x forward in evaluation mode (BN with its running statistics) and returns the
+  // first BN layer's input and output. Throws std::logic_error without BN.
+  BnSnapshot first_bn_snapshot(const float* x, int64_t n);
 
   ParamStore& params() { return params_; }
   // The first batch-norm layer, or nullptr without BN.

@@ -3,9 +3,10 @@
 // Loads both splits, moves them to the backend once (on the GPU the epoch loop never
 // touches host memory apart from the shuffled order), then per epoch: shuffle, train
 // on full mini-batches, re-estimate BN's running statistics (precise BN, see
-// LeNet::recalibrate), evaluate the test split with them, print a line. With --fold,
-// the trained network's batch norms are then folded into the layers before them and the
-// folded network is evaluated too.
+// LeNet::recalibrate), evaluate the test split with them, print a line. After the last
+// epoch, optionally dump the first BN layer's activations on a test batch, and with
+// --fold fold the trained network's batch norms into the layers before them and
+// evaluate the folded network too.
 // Exit status: 0 success, 1 error (data, device), 2 bad usage, 3 below --require-test-acc,
 // 4 --fold changed the test accuracy.
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <tuple>
 #include <vector>
 
+#include "activation_dump.hpp"
 #include "backend.hpp"
 #include "dataset.hpp"
 #include "lenet.hpp"
@@ -177,6 +179,14 @@ int run(const Options& opt) {
     csv.row(epoch, r);
   }
   const double total_seconds = seconds_since(start);
+
+  if (!opt.dump_activations.empty()) {
+    const int64_t n = std::min(opt.batch, test.count);
+    const BnSnapshot snap = net.first_bn_snapshot(test_d.images.data(), n);
+    write_bn_snapshot(opt.dump_activations, "bn1", snap);
+    std::printf("activations: %s input and output of %lld test images in %s/bn1*\n",
+                snap.layer.c_str(), static_cast<long long>(n), opt.dump_activations.c_str());
+  }
 
   if (const BatchNorm* bn = net.first_batch_norm()) {
     const std::vector<float> params = net.params().values().download();

@@ -45,6 +45,10 @@ Trains BN-LeNet on Fashion-MNIST with bnorm's batch norm and prints one line per
   --train-limit N       train on the first N training images only
   --test-limit N        test on the first N test images only
   --csv FILE            write one row per epoch to FILE
+  --dump-activations DIR
+                        after training, write the first BN layer's input and output
+                        for the first test batch (evaluation mode) to DIR as raw
+                        float32, with bn1.json describing them
   --device D            cpu, cuda, or auto: the GPU when one is usable (default auto)
   --data DIR            the IDX gzip files (default )" BNORM_LENET_DEFAULT_DATA R"()
   --require-test-acc A  exit with status 3 if the final test accuracy is below A
@@ -73,7 +77,8 @@ std::string parse_options(int argc, const char* const* argv, Options* out) {
     }
     static const char* const kWithValue[] = {
         "--epochs", "--batch",      "--lr",     "--seed", "--train-limit",     "--test-limit",
-        "--csv",    "--precise-bn", "--device", "--data", "--require-test-acc"};
+        "--csv",    "--precise-bn", "--device", "--data", "--require-test-acc",
+        "--dump-activations"};
     bool known = false;
     for (const char* name : kWithValue) known = known || arg == name;
     if (!known) return "unknown option " + arg + " (see --help)";
@@ -105,6 +110,9 @@ std::string parse_options(int argc, const char* const* argv, Options* out) {
       out->precise_bn = n;
     } else if (arg == "--csv") {
       out->csv = v;
+    } else if (arg == "--dump-activations") {
+      if (!*v) return bad + ": expected a directory";
+      out->dump_activations = v;
     } else if (arg == "--device") {
       const std::string d = v;
       if (d == "auto")
@@ -122,6 +130,8 @@ std::string parse_options(int argc, const char* const* argv, Options* out) {
       out->require_test_acc = x;
     }
   }
+  if (!out->dump_activations.empty() && !out->batch_norm)
+    return "--dump-activations needs batch norm (it cannot go with --no-bn)";
   return "";
 }
 

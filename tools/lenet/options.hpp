@@ -18,6 +18,7 @@ struct Options {
   int64_t train_limit = 0;  // 0: the whole split
   int64_t test_limit = 0;
   std::string csv;  // empty: no CSV
+  std::string dump_activations;  // a directory; empty: no dump
   DeviceChoice device = DeviceChoice::automatic;
   std::string data_dir = BNORM_LENET_DEFAULT_DATA;
   double require_test_acc = -1.0;  // < 0: no requirement
