@@ -17,7 +17,7 @@ using bnorm::Status;
 using namespace bnorm::api;
 
 Status check_device(const bnorm_handle& h, const DLTensor& t, const char* name) {
-  const int type = static_cast<int>(t.device.device_type);
+  const int type = enum_value(t.device.device_type);  // any int from a C caller
   if (h.backend == BNORM_BACKEND_CPU) {
     if (type == kDLCPU || type == kDLCUDAHost) return ok_status();
     return make_status(BNORM_STATUS_NOT_SUPPORTED,
