@@ -17,6 +17,10 @@
 
 namespace bnorm_test {
 
+inline bnorm_tensor_t nhwc(int64_t n, int64_t c, int64_t h, int64_t w) {
+  return bnorm_tensor_t{n, c, h, w, BNORM_LAYOUT_NHWC, BNORM_DTYPE_F32};
+}
+
 // Values of channel c of a tensor (per-channel arrays: c itself).
 inline std::vector<int64_t> channel_offsets(const bnorm_tensor_t& d, int64_t c) {
   std::vector<int64_t> o(per_channel(d));

@@ -4,7 +4,7 @@
 #   here:    tools/gpu_pack.sh                       build (Release, sm_90) into .carry/
 #   device:  bash tools/gpu_check.sh PHASE...        with .carry carried
 #
-# Phases, in this order whatever the order given:
+# Phases, in this order whatever the order given (lenet after bench):
 #   test      ctest, every label, with the GPU                         -> $OUT/test.log
 #   sanitize  compute-sanitizer memcheck, racecheck, initcheck, synccheck on every
 #             gpu-labelled test binary and on bnorm-tune --check_only (all
@@ -67,8 +67,8 @@ phase_time() { local cap=$1 l=$(($(left) - 15)); echo $((l < cap ? l : cap)); }
 want=()
 for a in "$@"; do
   case $a in
-    all) want+=(test sanitize tune bench) ;;
-    test | sanitize | tune | bench) want+=("$a") ;;
+    all) want+=(test sanitize tune bench lenet) ;;
+    test | sanitize | tune | bench | lenet) want+=("$a") ;;
     -h | --help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown phase '$a' (test sanitize tune bench all)" >&2; exit 2 ;;
   esac
@@ -365,7 +365,39 @@ phase_bench() {
   note "ok    bench: $(basename "$res"): $(grep -c . "$W/table.txt") table lines, $errors rows with errors"
 }
 
-for p in test sanitize tune bench; do
+# ---- lenet ---------------------------------------------------------------------------------
+# BN-LeNet for ten epochs on the GPU at the CPU runs' settings (tools/lenet/RESULTS.md),
+# then the same network in PyTorch eager on the same GPU: the end-to-end check of issue 8
+# and the peer of issue 9. The data travel beside the build: tools/gpu_pack.sh --data
+# copies the IDX files to .data/ (carry it too).
+phase_lenet() {
+  local log=$OUT/lenet.log t data=${BNORM_LENET_DATA:-$root/.data/fashion-mnist}
+  t=$(phase_time 300)
+  echo "$header" >"$log"
+  if ((!have_gpu)); then
+    note "skip  lenet: no GPU"
+    return
+  fi
+  if [[ ! -f $data/train-images-idx3-ubyte.gz ]]; then
+    bad "lenet: no Fashion-MNIST under $data (tools/gpu_pack.sh --data, carry .data)"
+    return
+  fi
+  local start=$SECONDS rc line
+  for lr in 0.1 1.0; do
+    say "lenet: bnorm-lenet --device cuda --lr $lr"
+    timeout $((t / 3)) "$B/tools/lenet/bnorm-lenet" --device cuda --lr "$lr" --data "$data" >>"$log" 2>&1
+    rc=$?
+    line=$(grep '^final:' "$log" | tail -1)
+    ((rc == 0)) && note "ok    lenet (bnorm, lr $lr): $line" || bad "lenet (bnorm, lr $lr): exit $rc"
+  done
+  say "lenet: pytorch_lenet.py --device cuda"
+  timeout $((t - (SECONDS - start))) "$PY" tools/lenet/pytorch_lenet.py --device cuda --data "$data" >>"$log" 2>&1
+  rc=$?
+  line=$(grep '^final:' "$log" | tail -1)
+  ((rc == 0)) && note "ok    lenet (PyTorch, lr 0.1): $line" || bad "lenet (PyTorch): exit $rc"
+}
+
+for p in test sanitize tune bench lenet; do
   wants "$p" || continue
   if (($(left) < 45)); then
     bad "$p: not run, out of time (give it its own call)"

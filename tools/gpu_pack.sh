@@ -2,7 +2,7 @@
 # Builds bnorm for the device machine here and packs what tools/gpu_check.sh needs into
 # .carry/ (git-ignored), to be carried along with the working tree:
 #
-#   tools/gpu_pack.sh                      # here: Release build for sm_90, then pack
+#   tools/gpu_pack.sh [--data]             # here: Release build for sm_90, then pack
 #   (device) bash tools/gpu_check.sh ...   # with .carry carried; see bench/README.md
 #
 # .carry/pack.tar.xz, unpacked by gpu_check.sh into a scratch folder on the device:
@@ -25,6 +25,14 @@ build=${BNORM_PACK_BUILD:-$root/build-gpu}
 carry=$root/.carry
 limit_mb=${BNORM_PACK_LIMIT_MB:-60}
 jobs=${BNORM_PACK_JOBS:-$(nproc)}
+
+# --data: also copy Fashion-MNIST's IDX files (30 MB) to .data/ for gpu_check.sh's lenet
+# phase; carry [".carry", ".data"].
+if [[ ${1:-} == --data ]]; then
+  mkdir -p "$root/.data/fashion-mnist"
+  cp /usr/share/datasets/fashion-mnist/*.gz "$root/.data/fashion-mnist/"
+  limit_mb=$((limit_mb - 31))
+fi
 
 # The sources a carried build was made from; gpu_check.sh recomputes it on the device
 # and warns when the tree there differs (a stale build would test old code).
