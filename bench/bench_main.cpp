@@ -7,6 +7,9 @@
 //                                     with bnorm_set_variant (label "heuristic" on the
 //                                     heuristic's own)
 //   cudnn/<op>/<shape>/<mode>         spatial, spatial_persistent
+// then the toolbox's operations (group "toolbox", common/toolbox.hpp): frozen and
+// synchronized batch norm, folding, group/instance/layer norm, as bnorm/<op>/<case>/...
+// (no cuDNN peer: it has none of them).
 // <shape> is NxCxHxW with _f16 / _bf16, _nhwc, _add_relu for what is not F32, NCHW,
 // plain (suite.hpp); an _add_relu shape's rows time the fused relu(bn(x) + z) forward
 // training and its backward (cuDNN: the Ex calls with BN_ADD_ACTIVATION).
@@ -30,6 +33,7 @@
 #include "common/cuda_util.hpp"
 #include "common/suite.hpp"
 #include "common/timing.hpp"
+#include "common/toolbox.hpp"
 #include "common/variants.hpp"
 #include "cudnn_peer.hpp"
 #include "tuning_cache.hpp"  // --configs=top reads the cache file the library loads
@@ -48,6 +52,10 @@ struct Options {
   std::vector<std::string> groups;  // empty: all
   bool top_configs = false;         // --configs=top
   std::vector<bnorm_op_t> ops{std::begin(kOps), std::end(kOps)};
+  bool toolbox = true;  // the toolbox group's rows
+  bool toolbox_named = false;  // --groups was given (and said whether)
+  std::vector<bnorm_op_t> toolbox_ops = bnorm_bench::toolbox_ops();
+  bool print_toolbox = false;
   TimingConfig timing;
   int graph_calls = 32;
   int graph_replays = 30;
@@ -61,6 +69,7 @@ struct Global {
   cudaStream_t stream = nullptr;
   bnorm_handle_t h = nullptr;
   RotatingBuffers buffers;
+  ToolboxBuffers toolbox;
   std::unique_ptr<Cudnn> cudnn;
 };
 
@@ -69,9 +78,9 @@ Global& G() {
   return *g;
 }
 
-// Times call, sets the row's time and counters.
-void measure(benchmark::State& st, const Shape& shape, bnorm_op_t op, const Enqueue& call,
-             const std::string& label) {
+// Times call, sets the row's time and counters; bytes: what the call must move.
+void measure_bytes(benchmark::State& st, const Shape& shape, double bytes, const Enqueue& call,
+                   const std::string& label) {
   Global& g = G();
   const Timing t = time_calls(g.stream, call, g.opt.timing);
   const int launches = count_launches(g.stream, call);
@@ -86,13 +95,17 @@ void measure(benchmark::State& st, const Shape& shape, bnorm_op_t op, const Enqu
     }
   }
   for (auto _ : st) st.SetIterationTime(t.median_ms * 1e-3);
-  const double bytes = bytes_moved(op, shape);
   st.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   st.counters["pct_floor"] = 100.0 * (bytes / (g.copy_gbps * 1e9) * 1e3) / t.median_ms;
   if (launches >= 0) st.counters["launches"] = launches;
   if (graph_ms >= 0) st.counters["graph_us"] = graph_ms * 1e3;
   st.counters["iqr_pct"] = t.iqr_pct();
   if (!note.empty()) st.SetLabel(note);
+}
+
+void measure(benchmark::State& st, const Shape& shape, bnorm_op_t op, const Enqueue& call,
+             const std::string& label) {
+  measure_bytes(st, shape, bytes_moved(op, shape), call, label);
 }
 
 void bnorm_row(benchmark::State& st, Shape shape, bnorm_op_t op, std::string spec, bool heuristic) {
@@ -143,6 +156,28 @@ void cudnn_row(benchmark::State& st, Shape shape, bnorm_op_t op, CudnnMode mode)
     st.SkipWithError(e.what());
     exit_if_device_broken();
   }
+}
+
+void toolbox_row(benchmark::State& st, ToolboxCase tc, std::string spec, bool heuristic) {
+  Global& g = G();
+  try {
+    g.toolbox.prepare(tc, g.facts.l2_bytes, g.stream);
+    BNB_BNORM(bnorm_set_variant(g.h, tc.op, spec.empty() ? nullptr : spec.c_str()));
+    std::string label = heuristic ? "heuristic" : "";
+    if (spec.empty()) {
+      const bnorm_tensor_t d = tc.shape.desc();
+      char chosen[256];
+      bnorm_choice_t why = BNORM_CHOICE_HEURISTIC;
+      BNB_BNORM(bnorm_query_variant_grouped(g.h, tc.op, &d, tc.groups, 1, chosen, sizeof chosen, &why));
+      label = std::string(choice_name(why)) + " " + chosen;
+    }
+    const Enqueue call = [&](int64_t k) { BNB_BNORM(run_toolbox(g.h, tc, g.toolbox.args(k))); };
+    measure_bytes(st, tc.shape, toolbox_bytes_moved(tc), call, label);
+  } catch (const Error& e) {
+    st.SkipWithError(e.what());
+    exit_if_device_broken();
+  }
+  bnorm_set_variant(g.h, tc.op, nullptr);
 }
 
 // The GPU the tuning cache's entries must name for --configs=top: the device, or
@@ -197,6 +232,25 @@ void register_rows(bnorm_handle_t h, const Options& o, const bnorm::tuning::Cach
   }
 }
 
+// The toolbox's rows: per case the default and every configuration, or with
+// --configs=top those the tuning cache ranks (group norm has no entries: its key would
+// need the group count); no peer.
+void register_toolbox_rows(bnorm_handle_t h, const Options& o, const bnorm::tuning::CacheFile* cache,
+                           const CacheGpu& gpu) {
+  if (!o.toolbox) return;
+  for (const ToolboxCase& tc : toolbox_suite()) {
+    if (std::find(o.toolbox_ops.begin(), o.toolbox_ops.end(), tc.op) == o.toolbox_ops.end()) continue;
+    const std::string base = "bnorm/" + std::string(op_name(tc.op)) + "/" + tc.name() + "/";
+    std::vector<benchmark::internal::Benchmark*> rows;
+    rows.push_back(benchmark::RegisterBenchmark((base + "default").c_str(), toolbox_row, tc, std::string(), false));
+    const std::vector<std::string> all = list_toolbox_specs(h, tc);
+    const std::vector<std::string> specs = o.top_configs ? configs_to_time(all, tc.op, tc.shape, cache, gpu) : all;
+    for (size_t i = 0; i < specs.size(); ++i)
+      rows.push_back(benchmark::RegisterBenchmark((base + specs[i]).c_str(), toolbox_row, tc, specs[i], i == 0));
+    for (auto* r : rows) r->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+  }
+}
+
 void print_suite(const std::vector<Shape>& shapes) { std::fputs(suite_json(shapes).c_str(), stdout); }
 
 void usage() {
@@ -206,8 +260,9 @@ void usage() {
                "bnorm-bench [Google Benchmark flags] [options]\n"
                "  --bnorm_shapes=suite|NxCxHxW[_f16|_bf16][_nhwc][_add_relu],...\n"
                "                                     shapes (default: the suite of DESIGN.md)\n"
-               "  --groups=all|group,...             suite groups (default all): %s\n"
-               "  --bnorm_ops=all|op,...             forward_training,forward_inference,backward\n"
+               "  --groups=all|group,...             suite groups (default all): %s,toolbox\n"
+               "  --bnorm_ops=all|op,...             forward_training,forward_inference,backward, and the\n"
+               "                                     toolbox's (backward_frozen, group_norm_forward, ...)\n"
                "                                     (an _add_relu shape: its fused forward training\n"
                "                                     and backward)\n"
                "  --configs=all|top                  all configurations (default), or the heuristic's and\n"
@@ -218,6 +273,7 @@ void usage() {
                "  --bnorm_device=D                   CUDA device (0)\n"
                "  --cudnn=PATH | --no_cudnn          cuDNN library (else BNORM_CUDNN_PATH, then a search)\n"
                "  --print_suite                      print the shape suite as JSON and exit\n"
+               "  --print_toolbox                    print the toolbox's cases as JSON and exit\n"
                "  --probe_cudnn                      load cuDNN, say which and whether it runs; exit\n"
                "Without a device, --benchmark_list_tests lists the rows a 132-SM sm_90 GPU would run.\n",
                groups.c_str());
@@ -240,6 +296,8 @@ bool parse_options(int argc, char** argv, Options* o) {
       o->no_cudnn = true;
     } else if (a == "--print_suite") {
       o->print_suite = true;
+    } else if (a == "--print_toolbox") {
+      o->print_toolbox = true;
     } else if (a == "--probe_cudnn") {
       o->probe_cudnn = true;
     } else if (value("--cudnn", &v)) {
@@ -248,8 +306,14 @@ bool parse_options(int argc, char** argv, Options* o) {
       if (!parse_shapes(v, &o->shapes)) return false;
       o->shapes_given = true;
     } else if (value("--groups", &v)) {
+      // "toolbox" is the toolbox's cases; the other names are suite groups.
+      std::string suite_part;
+      split_toolbox_group(v, &o->toolbox, &suite_part);
+      o->toolbox_named = true;
       std::string bad;
-      if (!parse_groups(v, &o->groups, &bad)) {
+      if (suite_part.empty()) {
+        o->groups = {"toolbox"};  // matches no suite shape
+      } else if (!parse_groups(suite_part, &o->groups, &bad)) {
         std::fprintf(stderr, "bnorm-bench: unknown group '%s'\n", bad.c_str());
         return false;
       }
@@ -257,7 +321,9 @@ bool parse_options(int argc, char** argv, Options* o) {
       if (v != "all" && v != "top") return false;
       o->top_configs = v == "top";
     } else if (value("--bnorm_ops", &v)) {
-      if (!parse_ops(v, &o->ops)) return false;
+      std::vector<bnorm_op_t> all;
+      if (!parse_ops(v, &all)) return false;
+      if (v != "all") split_toolbox_ops(all, &o->ops, &o->toolbox_ops);
     } else if (value("--bnorm_target_ms", &v)) {
       o->timing.target_ms = std::atof(v.c_str());
       if (!(o->timing.target_ms > 0)) return false;
@@ -271,9 +337,12 @@ bool parse_options(int argc, char** argv, Options* o) {
       return false;
     }
   }
+  // Shapes given on the command line replace the suite, the toolbox's cases included,
+  // unless --groups names "toolbox".
+  if (o->shapes_given && !o->toolbox_named) o->toolbox = false;
   // --groups narrows the suite, or the shapes given, to those groups.
   o->shapes = filter_groups(o->shapes, o->groups);
-  if (o->shapes.empty()) {
+  if (o->shapes.empty() && !(o->toolbox && !o->shapes_given)) {
     std::fprintf(stderr, "bnorm-bench: no shape of the suite%s is in the groups given\n",
                  o->shapes_given ? " or of --bnorm_shapes" : "");
     return false;
@@ -325,6 +394,10 @@ int run(int argc, char** argv) {
   }
   if (g.opt.print_suite) {
     print_suite(g.opt.shapes);
+    return 0;
+  }
+  if (g.opt.print_toolbox) {
+    std::fputs(toolbox_json(toolbox_suite()).c_str(), stdout);
     return 0;
   }
   std::string why;
@@ -383,6 +456,7 @@ int run(int argc, char** argv) {
     }
   }
   register_rows(g.h, g.opt, have_cache ? &cache_file : nullptr, cache_gpu);
+  register_toolbox_rows(g.h, g.opt, have_cache ? &cache_file : nullptr, cache_gpu);
 
   if (gpu && !listing) {
     BNB_CUDA(cudaSetDevice(g.opt.device));
@@ -405,6 +479,7 @@ int run(int argc, char** argv) {
   benchmark::Shutdown();
   if (gpu) {
     g.buffers.release();
+    g.toolbox.release();
     g.cudnn.reset();
     bnorm_destroy(g.h);
     if (g.stream) cudaStreamDestroy(g.stream);

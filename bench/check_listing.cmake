@@ -4,6 +4,9 @@
 # training and backward only. The suite is read from --print_suite and checked too: the
 # F32 NCHW shapes of DESIGN.md under their old names, and the 16-bit, channels-last and
 # fused groups. Then --groups selects, and --configs=top keeps the tuning cache's few.
+# The toolbox's rows (group "toolbox": frozen and synchronized batch norm, folding,
+# group/instance/layer norm) are checked against --print_toolbox: per case the default
+# row and at least one configuration, nothing else.
 # Usage: cmake -DBENCH=path/to/bnorm-bench -DLIBRARY_VERSION=major.minor -DWORK=dir
 #              -P check_listing.cmake
 cmake_policy(SET CMP0007 NEW)
@@ -17,9 +20,15 @@ function(list_rows out_var)
   string(REPLACE "\n" ";" rows "${out}")
   list(TRANSFORM rows REPLACE "/iterations:1/manual_time$" "")
   list(FILTER rows INCLUDE REGEX "^(bnorm|cudnn)/")
+  set(toolbox ${rows})
+  list(FILTER toolbox INCLUDE REGEX "^bnorm/(${toolbox_ops_regex})/")
+  list(FILTER rows EXCLUDE REGEX "^bnorm/(${toolbox_ops_regex})/")
   set(${out_var} "${rows}" PARENT_SCOPE)
+  set(${out_var}_toolbox "${toolbox}" PARENT_SCOPE)
   set(${out_var}_stderr "${err}" PARENT_SCOPE)
 endfunction()
+
+set(toolbox_ops_regex "backward_frozen|group_norm_forward|group_norm_backward|layer_norm_forward|layer_norm_backward|fold|sync_local_stats|sync_forward|sync_backward_sums|sync_backward")
 
 # ---- the suite ------------------------------------------------------------------------
 execute_process(COMMAND ${BENCH} --print_suite OUTPUT_VARIABLE suite RESULT_VARIABLE rc)
@@ -143,9 +152,59 @@ list_rows(rows ${BENCH} --benchmark_list_tests)
 check_rows(rows all ${names})
 set(summary "bnorm-bench lists ${all_expected} rows: the whole suite of ${n_shapes} shapes")
 
+# ---- the toolbox ----------------------------------------------------------------------
+execute_process(COMMAND ${BENCH} --print_toolbox OUTPUT_VARIABLE toolbox RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "bnorm-bench --print_toolbox exited with ${rc}")
+endif()
+string(JSON n_cases LENGTH "${toolbox}")
+math(EXPR last_case "${n_cases} - 1")
+set(toolbox_expected 0)
+set(ops_seen)
+foreach(i RANGE ${last_case})
+  string(JSON op GET "${toolbox}" ${i} op)
+  string(JSON case GET "${toolbox}" ${i} name)
+  list(APPEND ops_seen ${op})
+  set(base "bnorm/${op}/${case}")
+  list(FIND rows_toolbox "${base}/default" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "${base}/default is not listed")
+  endif()
+  set(configs ${rows_toolbox})
+  list(FILTER configs INCLUDE REGEX "^${base}/[a-z0-9_]+:t[0-9]+:v[0-9]+:s[0-9]+$")
+  list(LENGTH configs k)
+  if(k EQUAL 0)
+    message(FATAL_ERROR "no configuration of ${base} is listed")
+  endif()
+  math(EXPR toolbox_expected "${toolbox_expected} + 1 + ${k}")
+endforeach()
+list(REMOVE_DUPLICATES ops_seen)
+list(LENGTH ops_seen n_ops)
+if(NOT n_ops EQUAL 10)
+  message(FATAL_ERROR "the toolbox's cases cover ${n_ops} operations, 10 expected: ${ops_seen}")
+endif()
+list(LENGTH rows_toolbox n_toolbox)
+if(NOT n_toolbox EQUAL toolbox_expected)
+  message(FATAL_ERROR "${n_toolbox} toolbox rows listed, ${toolbox_expected} expected from its cases")
+endif()
+list_rows(only_toolbox ${BENCH} --groups=toolbox --benchmark_list_tests)
+if(only_toolbox OR NOT only_toolbox_toolbox STREQUAL rows_toolbox)
+  message(FATAL_ERROR "--groups=toolbox must list exactly the toolbox's rows")
+endif()
+list_rows(frozen_only ${BENCH} --groups=toolbox --bnorm_ops=backward_frozen --benchmark_list_tests)
+set(other ${frozen_only_toolbox})
+list(FILTER other EXCLUDE REGEX "^bnorm/backward_frozen/")
+if(other OR NOT frozen_only_toolbox)
+  message(FATAL_ERROR "--bnorm_ops=backward_frozen lists ${other}")
+endif()
+string(APPEND summary ", and ${n_toolbox} toolbox rows of ${n_cases} cases")
+
 # ---- --groups -------------------------------------------------------------------------
 list_rows(fused_rows ${BENCH} --groups=resnet50-fused,odd --benchmark_list_tests)
 check_rows(fused_rows fused ${in_resnet50-fused} ${in_odd})
+if(fused_rows_toolbox)
+  message(FATAL_ERROR "--groups without toolbox lists toolbox rows")
+endif()
 list_rows(shape_rows ${BENCH} --bnorm_shapes=32x64x56x56_add_relu,32x64x56x56_f16_nhwc,32x64x56x56
           --groups=resnet50-fused,resnet50-nhwc-f16 --benchmark_list_tests)
 check_rows(shape_rows shapes 32x64x56x56_add_relu 32x64x56x56_f16_nhwc)

@@ -404,6 +404,7 @@ std::string Cudnn::run(bnorm_op_t op, CudnnMode mode, const RotatingBuffers& b, 
                          x_desc_, b.dx(k), bn_desc_, b.gamma(), b.dgamma(), b.dbeta(), kEps,
                          b.save_mean(), b.save_invstd());
       break;
+    default: return "cuDNN has no such operation";
   }
   if (s != kSuccess) return std::string(cudnn_mode_name(mode)) + ": " + api_->error_string(s);
   return "";

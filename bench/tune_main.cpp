@@ -15,6 +15,9 @@
 //      entry is needed to get it);
 //   4. the entry (winner + two runners-up) merged into the cache file, which is
 //      rewritten atomically after every entry so a run cut short keeps its work.
+// The toolbox's operations (group "toolbox", common/toolbox.hpp) go through the same
+// steps, their reference being the CPU backend's run of the same call; group norm is
+// checked and timed but not cached (the key has no group count).
 // Fused shapes (_add_relu) are skipped: the cache key has no activation, and their
 // calls use the entries of the plain op of the same dtype, layout and shape.
 #include <unistd.h>
@@ -25,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -37,6 +41,7 @@
 #include "common/device_ops.hpp"
 #include "common/suite.hpp"
 #include "common/timing.hpp"
+#include "common/toolbox.hpp"
 #include "common/variants.hpp"
 #include "tuning_cache.hpp"
 
@@ -55,6 +60,9 @@ struct Options {
   bool shapes_given = false;
   std::vector<std::string> groups;  // empty: all
   std::vector<bnorm_op_t> ops{std::begin(kOps), std::end(kOps)};
+  bool toolbox = true;  // the toolbox's cases
+  bool toolbox_named = false;
+  std::vector<bnorm_op_t> toolbox_ops = bnorm_bench::toolbox_ops();
   int device = 0;
   double rtol = 1e-4;
   int finalists = 3;
@@ -76,8 +84,9 @@ void usage() {
                "  --fresh             start a new file instead of merging into FILE\n"
                "  --report=FILE       every configuration's verdict and time, as JSON\n"
                "  --shapes=suite|NxCxHxW[_f16|_bf16][_nhwc],...   (default: the suite)\n"
-               "  --groups=all|group,...   suite groups (default all): %s\n"
-               "  --ops=all|op,...    forward_training,forward_inference,backward\n"
+               "  --groups=all|group,...   suite groups (default all): %s,toolbox\n"
+               "  --ops=all|op,...    forward_training,forward_inference,backward, and the toolbox's\n"
+               "                      (backward_frozen, group_norm_forward, ...)\n"
                "  --rtol=X            relative error allowed against the reference (1e-4)\n"
                "  --finalists=K       fastest configurations re-timed interleaved (3)\n"
                "  --rounds=R          interleaved rounds (5)\n"
@@ -123,13 +132,19 @@ bool parse_options(int argc, char** argv, Options* o) {
       if (!parse_shapes(v, &o->shapes)) return false;
       o->shapes_given = true;
     } else if (value("--groups", &v)) {
-      std::string bad;
-      if (!parse_groups(v, &o->groups, &bad)) {
+      std::string bad, suite_part;
+      split_toolbox_group(v, &o->toolbox, &suite_part);
+      o->toolbox_named = true;
+      if (suite_part.empty()) {
+        o->groups = {"toolbox"};  // matches no suite shape
+      } else if (!parse_groups(suite_part, &o->groups, &bad)) {
         std::fprintf(stderr, "bnorm-tune: unknown group '%s'\n", bad.c_str());
         return false;
       }
     } else if (value("--ops", &v)) {
-      if (!parse_ops(v, &o->ops)) return false;
+      std::vector<bnorm_op_t> all;
+      if (!parse_ops(v, &all)) return false;
+      if (v != "all") split_toolbox_ops(all, &o->ops, &o->toolbox_ops);
     } else if (value("--rtol", &v)) {
       o->rtol = std::atof(v.c_str());
       if (!(o->rtol > 0)) return false;
@@ -151,8 +166,9 @@ bool parse_options(int argc, char** argv, Options* o) {
       return false;
     }
   }
+  if (o->shapes_given && !o->toolbox_named) o->toolbox = false;
   o->shapes = filter_groups(o->shapes, o->groups);
-  if (o->shapes.empty()) {
+  if (o->shapes.empty() && !(o->toolbox && !o->shapes_given)) {
     std::fprintf(stderr, "bnorm-tune: no shape of the suite%s is in the groups given\n",
                  o->shapes_given ? " or of --shapes" : "");
     return false;
@@ -306,7 +322,7 @@ std::vector<ChannelOut> channel_outputs(const Problem& p, bnorm_op_t op) {
               {"running_var", p.rv_d(), &p.rv_train}};
     case BNORM_OP_BACKWARD:
       return {{"dgamma", p.dgamma_d(), &p.dgamma}, {"dbeta", p.dbeta_d(), &p.dbeta}};
-    case BNORM_OP_FORWARD_INFERENCE: break;
+    default: break;
   }
   return {};
 }
@@ -326,6 +342,7 @@ bnorm_status_t call_checked(bnorm_handle_t h, bnorm_op_t op, const Problem& p) {
     case BNORM_OP_BACKWARD:
       return bnorm_backward(h, &d, p.d_x.get(), p.d_dy.get(), p.gamma_d(), p.saved_mean_in(),
                             p.saved_invstd_in(), p.d_out.get(), p.dgamma_d(), p.dbeta_d());
+    default: break;
   }
   return BNORM_STATUS_INVALID_VALUE;
 }
@@ -412,6 +429,7 @@ struct Context {
   cudaStream_t stream = nullptr;
   bnorm_handle_t h = nullptr;
   RotatingBuffers rot;
+  ToolboxBuffers tb;
   tuning::CacheFile cache;
   json report = json::array();
   int rejected = 0;
@@ -454,23 +472,35 @@ void upsert(tuning::CacheFile& f, const tuning::Entry& e) {
   f.entries.push_back(e);
 }
 
-void tune_op(Context& cx, const Problem& p, bnorm_op_t op, Comparer& cmp) {
-  const Shape& s = p.shape;
-  const std::vector<std::string> specs = list_specs(cx.h, op, s.desc());
-  std::vector<Candidate> cands(specs.size());
-  for (size_t i = 0; i < specs.size(); ++i) {
-    cands[i].spec = specs[i];
+// What tune_candidates needs of one (operation, shape): its name, the cache key's shape
+// (or none), how to check one forced configuration, and the call to time.
+struct Tunable {
+  bnorm_op_t op;
+  std::string name;     // the shape's or case's name
+  Shape key;            // the tuning cache's key: dims, dtype, layout
+  bool cacheable;       // false: checked and timed, not written to the cache
+  double bytes;         // what a call must move
+  std::vector<std::string> specs;  // the heuristic's first
+  std::function<void(Candidate*)> check;
+  std::function<void()> prepare_timing;  // rotating buffers for the timed calls
+  Enqueue call;
+};
+
+void tune_candidates(Context& cx, const Tunable& t) {
+  const bnorm_op_t op = t.op;
+  std::vector<Candidate> cands(t.specs.size());
+  for (size_t i = 0; i < t.specs.size(); ++i) {
+    cands[i].spec = t.specs[i];
     cands[i].heuristic = i == 0;
   }
-  upload_bytes(p.d_ref.get(), tensor_reference(p, op), cx.stream);
 
   // Correct first.
   for (Candidate& c : cands) {
     BNB_BNORM(bnorm_set_variant(cx.h, op, c.spec.c_str()));
     try {
-      check(cx.h, op, p, cmp, cx.opt.rtol, cx.stream, &c);
+      t.check(&c);
     } catch (const Error& e) {  // a CUDA error here (a kernel fault) ends the run: name the culprit
-      throw Error(std::string(op_name(op)) + " " + s.name() + " " + c.spec + ": " + e.what());
+      throw Error(std::string(op_name(op)) + " " + t.name + " " + c.spec + ": " + e.what());
     }
     if (!c.correct()) {
       ++cx.rejected;
@@ -481,9 +511,8 @@ void tune_op(Context& cx, const Problem& p, bnorm_op_t op, Comparer& cmp) {
   if (cx.opt.check_only) {
     size_t correct = 0;
     for (const Candidate& c : cands) correct += c.correct();
-    std::printf("%-18s %-16s %3zu configs, %3zu correct\n", op_name(op), s.name().c_str(), cands.size(),
-                correct);
-    json rep = {{"op", op_name(op)}, {"shape", s.name()}, {"configs", json::array()}};
+    std::printf("%-18s %-16s %3zu configs, %3zu correct\n", op_name(op), t.name.c_str(), cands.size(), correct);
+    json rep = {{"op", op_name(op)}, {"shape", t.name}, {"configs", json::array()}};
     for (const Candidate& c : cands)
       rep["configs"].push_back({{"spec", c.spec}, {"verdict", c.verdict}, {"errors", c.errors}});
     cx.report.push_back(rep);
@@ -491,21 +520,19 @@ void tune_op(Context& cx, const Problem& p, bnorm_op_t op, Comparer& cmp) {
     std::fflush(stdout);
     return;
   }
-  // Then fast, on rotating buffers as bnorm-bench times. Their saved statistics come
-  // from the heuristic's forward, not from the last (maybe rejected) candidate.
+  // Then fast, on rotating buffers as bnorm-bench times.
   BNB_BNORM(bnorm_set_variant(cx.h, op, nullptr));
-  cx.rot.prepare(s, cx.facts.l2_bytes, cx.h, cx.stream);
-  const Enqueue call = [&](int64_t k) { BNB_BNORM(run_bnorm(cx.h, op, cx.rot, k)); };
+  t.prepare_timing();
   std::vector<Candidate*> ok;
   for (Candidate& c : cands) {
     if (!c.correct()) continue;
     BNB_BNORM(bnorm_set_variant(cx.h, op, c.spec.c_str()));
-    c.first_ms = time_calls(cx.stream, call, cx.opt.timing).median_ms;
+    c.first_ms = time_calls(cx.stream, t.call, cx.opt.timing).median_ms;
     ok.push_back(&c);
   }
-  json rep = {{"op", op_name(op)}, {"shape", s.name()}, {"configs", json::array()}};
+  json rep = {{"op", op_name(op)}, {"shape", t.name}, {"configs", json::array()}};
   if (ok.empty()) {
-    std::printf("%-18s %-16s no correct configuration: nothing cached\n", op_name(op), s.name().c_str());
+    std::printf("%-18s %-16s no correct configuration: nothing cached\n", op_name(op), t.name.c_str());
   } else {
     // The fastest few and the heuristic's own, re-timed in interleaved rounds so that a
     // drift of clocks or temperature hits all of them alike.
@@ -521,7 +548,7 @@ void tune_op(Context& cx, const Problem& p, bnorm_op_t op, Comparer& cmp) {
     for (int r = 0; r < cx.opt.rounds; ++r)
       for (size_t i = 0; i < finals.size(); ++i) {
         BNB_BNORM(bnorm_set_variant(cx.h, op, finals[i]->spec.c_str()));
-        rounds[i].push_back(time_calls(cx.stream, call, quick).median_ms);
+        rounds[i].push_back(time_calls(cx.stream, t.call, quick).median_ms);
       }
     for (size_t i = 0; i < finals.size(); ++i) {
       finals[i]->finalist = true;
@@ -533,30 +560,33 @@ void tune_op(Context& cx, const Problem& p, bnorm_op_t op, Comparer& cmp) {
     const Candidate* heur = cands[0].finalist ? &cands[0] : nullptr;
     const Candidate* winner = heur && heur->final_ms <= best->final_ms * kPreferHeuristicWithin ? heur : best;
 
-    tuning::Entry e;
-    e.key.gpu = cx.facts.name;
-    e.key.cc_major = cx.facts.cc_major;
-    e.key.cc_minor = cx.facts.cc_minor;
-    e.key.sm_count = cx.facts.sm_count;
-    e.key.op = op;
-    e.key.dtype = s.dtype;
-    e.key.layout = s.layout;
-    e.key.n = s.n;
-    e.key.c = s.c;
-    e.key.h = s.h;
-    e.key.w = s.w;
-    e.key.aligned16 = true;
-    e.winner = {winner->spec, winner->final_ms};
-    for (const Candidate* f : finals)
-      if (f != winner && e.runners_up.size() < 2) e.runners_up.push_back({f->spec, f->final_ms});
-    upsert(cx.cache, e);
-    write_cache(cx);
+    if (t.cacheable) {
+      const Shape& s = t.key;
+      tuning::Entry e;
+      e.key.gpu = cx.facts.name;
+      e.key.cc_major = cx.facts.cc_major;
+      e.key.cc_minor = cx.facts.cc_minor;
+      e.key.sm_count = cx.facts.sm_count;
+      e.key.op = op;
+      e.key.dtype = s.dtype;
+      e.key.layout = s.layout;
+      e.key.n = s.n;
+      e.key.c = s.c;
+      e.key.h = s.h;
+      e.key.w = s.w;
+      e.key.aligned16 = true;
+      e.winner = {winner->spec, winner->final_ms};
+      for (const Candidate* f : finals)
+        if (f != winner && e.runners_up.size() < 2) e.runners_up.push_back({f->spec, f->final_ms});
+      upsert(cx.cache, e);
+      write_cache(cx);
+    }
 
-    const double floor_ms = bytes_moved(op, s) / (cx.copy_gbps * 1e9) * 1e3;
-    std::printf("%-18s %-16s %3zu configs, %3zu correct; winner %-30s %s ms (%.0f%% of floor)%s",
-                op_name(op), s.name().c_str(), cands.size(), ok.size(), winner->spec.c_str(),
+    const double floor_ms = t.bytes / (cx.copy_gbps * 1e9) * 1e3;
+    std::printf("%-18s %-16s %3zu configs, %3zu correct; winner %-30s %s ms (%.0f%% of floor)%s%s",
+                op_name(op), t.name.c_str(), cands.size(), ok.size(), winner->spec.c_str(),
                 fmt_ms(winner->final_ms).c_str(), 100.0 * floor_ms / winner->final_ms,
-                winner == heur ? " = heuristic" : "");
+                winner == heur ? " = heuristic" : "", t.cacheable ? "" : " (not cached)");
     if (heur && winner != heur)
       std::printf("; heuristic %s ms (+%.1f%%)", fmt_ms(heur->final_ms).c_str(),
                   100.0 * (heur->final_ms / winner->final_ms - 1.0));
@@ -578,6 +608,138 @@ void tune_op(Context& cx, const Problem& p, bnorm_op_t op, Comparer& cmp) {
   std::fflush(stdout);
 }
 
+void tune_op(Context& cx, const Problem& p, bnorm_op_t op, Comparer& cmp) {
+  const Shape& s = p.shape;
+  upload_bytes(p.d_ref.get(), tensor_reference(p, op), cx.stream);
+  Tunable t;
+  t.op = op;
+  t.name = s.name();
+  t.key = s;
+  t.cacheable = true;
+  t.bytes = bytes_moved(op, s);
+  t.specs = list_specs(cx.h, op, s.desc());
+  t.check = [&](Candidate* c) { check(cx.h, op, p, cmp, cx.opt.rtol, cx.stream, c); };
+  // Their saved statistics come from the heuristic's forward, not from the last (maybe
+  // rejected) candidate.
+  t.prepare_timing = [&] { cx.rot.prepare(s, cx.facts.l2_bytes, cx.h, cx.stream); };
+  t.call = [&](int64_t k) { BNB_BNORM(run_bnorm(cx.h, op, cx.rot, k)); };
+  tune_candidates(cx, t);
+}
+
+// ---- the toolbox --------------------------------------------------------------------
+
+// A case's reference: the CPU backend's call on set 0's inputs, with the arrays'
+// initial values (fill_slot) that every checked call starts from again.
+struct ToolboxProblem {
+  ToolboxCase tc;
+  std::vector<float> slots[8];
+  Bytes ref_tensor;
+  std::vector<std::vector<float>> ref_arrays;  // per toolbox_outputs(tc).arrays
+  DeviceBuffer d_ref, d_first;
+};
+
+void build_toolbox_problem(Context& cx, ToolboxProblem& p) {
+  const ToolboxCase& tc = p.tc;
+  cx.tb.prepare(tc, cx.facts.l2_bytes, cx.stream);
+  const size_t bytes = tc.shape.bytes();
+  const ToolboxArgs dev = cx.tb.args(0);
+  Bytes x = download_bytes(dev.x, bytes, cx.stream), dy = download_bytes(dev.dy, bytes, cx.stream), out(bytes);
+  std::vector<float> host[8];
+  ToolboxArgs a{x.data(), dy.data(), out.data(), {}};
+  for (int i = 0; i < 8; ++i) {
+    p.slots[i] = fill_slot(tc, i, 0x7001);  // what ToolboxBuffers::prepare uploaded
+    host[i] = p.slots[i];
+    a.a[i] = host[i].data();
+  }
+  bnorm_handle_t cpu = nullptr;
+  BNB_BNORM(bnorm_create(&cpu, BNORM_BACKEND_CPU, 0));
+  const bnorm_status_t st = run_toolbox(cpu, tc, a);
+  bnorm_destroy(cpu);
+  BNB_BNORM(st);
+  const ToolboxOutputs outs = toolbox_outputs(tc);
+  if (outs.tensor) {
+    p.ref_tensor = out;
+    p.d_ref.reset(bytes);
+    p.d_first.reset(bytes);
+    upload_bytes(p.d_ref.get(), out, cx.stream);
+  }
+  for (const auto& [i, len] : outs.arrays) p.ref_arrays.emplace_back(host[i].begin(), host[i].begin() + len);
+}
+
+// Two poisoned runs of the forced configuration on set 0: correct against the CPU's
+// call, and bitwise repeatable.
+void check_toolbox(Context& cx, const ToolboxProblem& p, Comparer& cmp, Candidate* c) {
+  const ToolboxCase& tc = p.tc;
+  const ToolboxOutputs outs = toolbox_outputs(tc);
+  const ToolboxArgs dev = cx.tb.args(0);
+  const int64_t n = tc.shape.numel();
+  std::vector<std::vector<float>> first(outs.arrays.size());
+  for (int run = 0; run < 2; ++run) {
+    for (int i = 0; i < 8; ++i) upload(cx.tb.array(i), p.slots[i], cx.stream);  // inputs, in/out arrays
+    for (const auto& [i, len] : outs.arrays)
+      if (i >= 4) BNB_CUDA(cudaMemsetAsync(cx.tb.array(i), 0xFF, len * sizeof(float), cx.stream));
+    if (outs.tensor) BNB_CUDA(cudaMemsetAsync(dev.out, 0xFF, tc.shape.bytes(), cx.stream));
+    const bnorm_status_t s = run_toolbox(cx.h, tc, dev);
+    if (s != BNORM_STATUS_SUCCESS) {
+      c->verdict = "failed";
+      c->detail = std::string(bnorm_status_string(s)) + ": " + bnorm_last_error();
+      return;
+    }
+    BNB_CUDA(cudaStreamSynchronize(cx.stream));
+    std::string differs;
+    bool wrong = false;
+    if (outs.tensor) {
+      if (run == 0) {
+        const double e = cmp.compare(dev.out, p.d_ref.get(), tc.shape.dtype, n, cx.stream).rel();
+        c->errors["out"] = std::isfinite(e) ? json(e) : json("inf");
+        wrong = !(e <= tensor_rtol(tc.shape.dtype, cx.opt.rtol));
+        BNB_CUDA(cudaMemcpyAsync(p.d_first.get(), dev.out, tc.shape.bytes(), cudaMemcpyDeviceToDevice, cx.stream));
+      } else if (cmp.bitwise_differences(dev.out, p.d_first.get(), tc.shape.dtype, n, cx.stream)) {
+        differs = "the tensor";
+      }
+    }
+    for (size_t j = 0; j < outs.arrays.size(); ++j) {
+      const auto [i, len] = outs.arrays[j];
+      const std::vector<float> got = download(cx.tb.array(i), static_cast<size_t>(len), cx.stream);
+      const std::string name = "array" + std::to_string(i);
+      if (run == 0) {
+        first[j] = got;
+        const double e = rel_error(got, p.ref_arrays[j]);
+        c->errors[name] = std::isfinite(e) ? json(e) : json("inf");
+        wrong = wrong || !(e <= cx.opt.rtol);
+      } else if (std::memcmp(got.data(), first[j].data(), got.size() * sizeof(float)) != 0) {
+        differs += (differs.empty() ? "" : ", ") + name;
+      }
+    }
+    if (wrong) {
+      c->verdict = "wrong";
+      c->detail = "relative error above " + std::to_string(cx.opt.rtol) + " (or a value left unwritten)";
+      return;
+    }
+    if (!differs.empty()) {
+      c->verdict = "not_repeatable";
+      c->detail = "second run differs: " + differs;
+    }
+  }
+}
+
+void tune_toolbox(Context& cx, const ToolboxCase& tc, Comparer& cmp) {
+  ToolboxProblem p;
+  p.tc = tc;
+  build_toolbox_problem(cx, p);
+  Tunable t;
+  t.op = tc.op;
+  t.name = tc.name();
+  t.key = tc.shape;
+  t.cacheable = tc.op != BNORM_OP_GROUP_NORM_FORWARD && tc.op != BNORM_OP_GROUP_NORM_BACKWARD;
+  t.bytes = toolbox_bytes_moved(tc);
+  t.specs = list_toolbox_specs(cx.h, tc);
+  t.check = [&](Candidate* c) { check_toolbox(cx, p, cmp, c); };
+  t.prepare_timing = [] {};  // the checks ran on the same rotating buffers
+  t.call = [&](int64_t k) { BNB_BNORM(run_toolbox(cx.h, tc, cx.tb.args(k))); };
+  tune_candidates(cx, t);
+}
+
 int list_only(const Options& o) {
   std::string why;
   ListingHandle fake;
@@ -592,6 +754,14 @@ int list_only(const Options& o) {
       if (!op_applies(op, s) || s.fused) continue;
       const std::vector<std::string> specs = list_specs(h, op, s.desc());
       std::printf("%s %s %zu:", op_name(op), s.name().c_str(), specs.size());
+      for (const std::string& sp : specs) std::printf(" %s", sp.c_str());
+      std::printf("\n");
+    }
+  if (o.toolbox)
+    for (const ToolboxCase& tc : toolbox_suite()) {
+      if (std::find(o.toolbox_ops.begin(), o.toolbox_ops.end(), tc.op) == o.toolbox_ops.end()) continue;
+      const std::vector<std::string> specs = list_toolbox_specs(h, tc);
+      std::printf("%s %s %zu:", op_name(tc.op), tc.name().c_str(), specs.size());
       for (const std::string& sp : specs) std::printf(" %s", sp.c_str());
       std::printf("\n");
     }
@@ -671,6 +841,14 @@ int run(int argc, char** argv) {
     }
     cx.rot.release();  // the next shape's buffers may be large
   }
+  if (cx.opt.toolbox)
+    for (const ToolboxCase& tc : toolbox_suite()) {
+      if (std::find(cx.opt.toolbox_ops.begin(), cx.opt.toolbox_ops.end(), tc.op) == cx.opt.toolbox_ops.end())
+        continue;
+      tune_toolbox(cx, tc, cmp);
+      write_report(cx);
+    }
+  cx.tb.release();
   write_report(cx);
   if (cx.opt.check_only)
     std::printf("bnorm-tune: checked; %d configuration(s) rejected%s\n", cx.rejected,

@@ -5,8 +5,8 @@
 #include <cstring>
 #include <new>
 #include <string>
-#include <type_traits>
 
+#include "api_common.hpp"
 #include "bnorm/bnorm.h"
 #include "cpu/cpu_backend.hpp"
 #include "cuda_backend.hpp"
@@ -20,142 +20,13 @@ namespace {
 using bnorm::make_status;
 using bnorm::ok_status;
 using bnorm::Status;
+using namespace bnorm::api;
 
 thread_local std::string t_last_error;
 
 bnorm_status_t report(const Status& s) {
   if (!s.ok()) t_last_error = s.message;
   return s.code;
-}
-
-// Runs body, turning escaping exceptions into statuses.
-template <class F>
-bnorm_status_t guarded(const char* fn, F&& body) {
-  try {
-    return report(body());
-  } catch (const std::bad_alloc&) {
-    return report(make_status(BNORM_STATUS_ALLOC_FAILED, "%s: out of host memory", fn));
-  } catch (const std::exception& e) {
-    return report(make_status(BNORM_STATUS_INTERNAL_ERROR, "%s: %s", fn, e.what()));
-  } catch (...) {
-    return report(make_status(BNORM_STATUS_INTERNAL_ERROR, "%s: unknown exception", fn));
-  }
-}
-
-// A C caller may pass any int where the header says enum. In C++ a value outside the
-// enum's range is undefined behaviour as soon as it is read as the enum (UBSan reports
-// it, and with -fstrict-enums the compiler may delete the very range check), so every
-// enum that comes from the caller is validated through its bytes, read as an int.
-template <class E>
-int raw(const E& e) {
-  static_assert(std::is_enum_v<E> && sizeof(E) == sizeof(int), "a C enum is an int");
-  int v;
-  std::memcpy(&v, &e, sizeof v);
-  return v;
-}
-
-Status check_handle(const bnorm_handle* h) {
-  if (!h) return make_status(BNORM_STATUS_INVALID_VALUE, "handle is NULL");
-  return ok_status();
-}
-
-Status require(const void* p, const char* name) {
-  if (!p) return make_status(BNORM_STATUS_INVALID_VALUE, "%s is NULL", name);
-  if (reinterpret_cast<uintptr_t>(p) % alignof(float) != 0)
-    return make_status(BNORM_STATUS_INVALID_VALUE, "%s is not aligned to 4 bytes", name);
-  return ok_status();
-}
-
-Status optional(const void* p, const char* name) { return p ? require(p, name) : ok_status(); }
-
-size_t elem_bytes(const bnorm_tensor_t& d) { return d.dtype == BNORM_DTYPE_F32 ? 4 : 2; }
-
-// A tensor pointer: present and aligned to its element.
-Status require_tensor(const void* p, const char* name, const bnorm_tensor_t& d) {
-  if (!p) return make_status(BNORM_STATUS_INVALID_VALUE, "%s is NULL", name);
-  if (reinterpret_cast<uintptr_t>(p) % elem_bytes(d) != 0)
-    return make_status(BNORM_STATUS_INVALID_VALUE, "%s is not aligned to its %zu-byte elements", name,
-                       elem_bytes(d));
-  return ok_status();
-}
-
-// Overflow-safe product of positive sizes, capped well inside int64.
-bool checked_mul(int64_t a, int64_t b, int64_t* out) {
-  constexpr int64_t kMax = int64_t{1} << 62;
-  if (a != 0 && b > kMax / a) return false;
-  *out = a * b;
-  return true;
-}
-
-Status check_desc(const bnorm_tensor_t* d) {
-  if (!d) return make_status(BNORM_STATUS_INVALID_VALUE, "desc is NULL");
-  const char* names[4] = {"n", "c", "h", "w"};
-  const int64_t dims[4] = {d->n, d->c, d->h, d->w};
-  for (int i = 0; i < 4; ++i)
-    if (dims[i] <= 0)
-      return make_status(BNORM_STATUS_INVALID_VALUE, "desc->%s = %lld; sizes must be >= 1", names[i],
-                         static_cast<long long>(dims[i]));
-  int64_t numel = 1;
-  for (int64_t v : dims)
-    if (!checked_mul(numel, v, &numel))
-      return make_status(BNORM_STATUS_INVALID_VALUE, "desc n*c*h*w overflows 2^62 elements");
-  const int layout = raw(d->layout), dtype = raw(d->dtype);
-  if (layout != BNORM_LAYOUT_NCHW && layout != BNORM_LAYOUT_NHWC)
-    return make_status(BNORM_STATUS_INVALID_VALUE, "desc->layout = %d is not a bnorm_layout_t",
-                       layout);
-  if (dtype != BNORM_DTYPE_F32 && dtype != BNORM_DTYPE_F16 && dtype != BNORM_DTYPE_BF16)
-    return make_status(BNORM_STATUS_INVALID_VALUE, "desc->dtype = %d is not a bnorm_dtype_t", dtype);
-  return ok_status();
-}
-
-Status check_op(const bnorm_op_t& op) {
-  const int o = raw(op);
-  if (o < BNORM_OP_FORWARD_TRAINING || o > BNORM_OP_BACKWARD)
-    return make_status(BNORM_STATUS_INVALID_VALUE, "op = %d is not a bnorm_op_t", o);
-  return ok_status();
-}
-
-Status check_eps(float eps) {
-  if (!(eps > 0.0f) || !std::isfinite(eps))
-    return make_status(BNORM_STATUS_INVALID_VALUE, "eps = %g; it must be finite and > 0",
-                       static_cast<double>(eps));
-  return ok_status();
-}
-
-// Two tensors of d's size may be the same buffer or disjoint, never partly overlap.
-// Compared by distance, not by end addresses: n*c*h*w (up to 2^62) times the element
-// size can pass 2^64, and an end address can wrap, which would hide an overlap.
-Status check_overlap(const void* a, const char* an, const void* b, const char* bn, const bnorm_tensor_t& d) {
-  const uintptr_t pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
-  const uintptr_t distance = pa > pb ? pa - pb : pb - pa;
-  if (distance != 0 && distance / elem_bytes(d) < static_cast<uintptr_t>(d.n * d.c * d.h * d.w))
-    return make_status(BNORM_STATUS_INVALID_VALUE, "%s and %s partly overlap", an, bn);
-  return ok_status();
-}
-
-struct Ptr {
-  const void* p;
-  const char* name;
-};
-
-Status check_device_pointers(const bnorm_handle& h, std::initializer_list<Ptr> ptrs) {
-  if (h.backend != BNORM_BACKEND_CUDA) return ok_status();
-  for (const Ptr& p : ptrs)
-    if (p.p) BNORM_TRY(bnorm::cuda_check_pointer(h, p.p, p.name));
-  return ok_status();
-}
-
-bnorm::Problem make_problem(bnorm_op_t op, const bnorm_tensor_t& d, std::initializer_list<const void*> tensors) {
-  bnorm::Problem pr;
-  pr.op = op;
-  pr.desc = d;
-  pr.shape = bnorm::kern::Shape{d.n, d.c, d.h * d.w, d.dtype == BNORM_DTYPE_F32   ? bnorm::kern::DType::F32
-                                                    : d.dtype == BNORM_DTYPE_F16 ? bnorm::kern::DType::F16
-                                                                                 : bnorm::kern::DType::BF16};
-  pr.aligned16 = true;
-  for (const void* t : tensors)
-    if (reinterpret_cast<uintptr_t>(t) % 16 != 0) pr.aligned16 = false;
-  return pr;
 }
 
 }  // namespace
@@ -165,7 +36,7 @@ extern "C" {
 int bnorm_get_version(void) { return BNORM_VERSION; }
 
 const char* bnorm_status_string(bnorm_status_t s) {
-  switch (raw(s)) {
+  switch (enum_value(s)) {
     case BNORM_STATUS_SUCCESS: return "BNORM_STATUS_SUCCESS";
     case BNORM_STATUS_INVALID_VALUE: return "BNORM_STATUS_INVALID_VALUE";
     case BNORM_STATUS_NOT_SUPPORTED: return "BNORM_STATUS_NOT_SUPPORTED";
@@ -173,17 +44,25 @@ const char* bnorm_status_string(bnorm_status_t s) {
     case BNORM_STATUS_NO_DEVICE: return "BNORM_STATUS_NO_DEVICE";
     case BNORM_STATUS_CUDA_ERROR: return "BNORM_STATUS_CUDA_ERROR";
     case BNORM_STATUS_INTERNAL_ERROR: return "BNORM_STATUS_INTERNAL_ERROR";
+    case BNORM_STATUS_COMMUNICATION_ERROR: return "BNORM_STATUS_COMMUNICATION_ERROR";
   }
   return "BNORM_STATUS_UNKNOWN";
 }
 
 const char* bnorm_last_error(void) { return t_last_error.c_str(); }
 
+bnorm_status_t bnorm_report_error(bnorm_status_t status, const char* message) {
+  return guarded(__func__, [&]() -> Status {
+    if (enum_value(status) == BNORM_STATUS_SUCCESS) return ok_status();
+    return Status{status, message ? message : ""};
+  });
+}
+
 bnorm_status_t bnorm_create(bnorm_handle_t* out, bnorm_backend_t backend, int device) {
   BNORM_FUNC_RANGE();
   return guarded(__func__, [&]() -> Status {
     if (!out) return make_status(BNORM_STATUS_INVALID_VALUE, "handle output pointer is NULL");
-    const int b = raw(backend);
+    const int b = enum_value(backend);
     if (b != BNORM_BACKEND_CPU && b != BNORM_BACKEND_CUDA)
       return make_status(BNORM_STATUS_INVALID_VALUE, "backend = %d is not a bnorm_backend_t", b);
     auto h = new bnorm_handle();
@@ -244,7 +123,7 @@ namespace {
 // The fused entry points call it first, through a reference: act is passed on by value
 // (a read as the enum) only once it is known to be one.
 Status check_act(const bnorm_activation_t& act) {
-  const int a = raw(act);
+  const int a = enum_value(act);
   if (a != BNORM_ACTIVATION_IDENTITY && a != BNORM_ACTIVATION_RELU)
     return make_status(BNORM_STATUS_INVALID_VALUE, "act = %d is not a bnorm_activation_t", a);
   return ok_status();
@@ -257,7 +136,7 @@ Status forward_training(bnorm_handle* h, const bnorm_tensor_t* d, const void* x,
                         float* running_var, float* save_mean, float* save_invstd, bnorm_activation_t act) {
   BNORM_TRY(check_handle(h));
   BNORM_TRY(check_desc(d));
-  if (d->n * d->h * d->w < 2)
+  if (d->n > 0 && d->n * d->h * d->w < 2)
     return make_status(BNORM_STATUS_INVALID_VALUE,
                        "training needs at least 2 values per channel (n*h*w = 1): a single "
                        "value has no variance");
@@ -272,9 +151,7 @@ Status forward_training(bnorm_handle* h, const bnorm_tensor_t* d, const void* x,
   BNORM_TRY(optional(save_invstd, "save_invstd"));
   BNORM_TRY(check_eps(eps));
   BNORM_TRY(check_act(act));
-  if (!(momentum >= 0.0f && momentum <= 1.0f))
-    return make_status(BNORM_STATUS_INVALID_VALUE, "momentum = %g; it must lie in [0, 1]",
-                       static_cast<double>(momentum));
+  BNORM_TRY(check_momentum(momentum));
   if ((running_mean == nullptr) != (running_var == nullptr))
     return make_status(BNORM_STATUS_INVALID_VALUE,
                        "running_mean and running_var must both be NULL or both be given");
@@ -283,6 +160,8 @@ Status forward_training(bnorm_handle* h, const bnorm_tensor_t* d, const void* x,
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {z, "z"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
                                        {running_mean, "running_mean"}, {running_var, "running_var"},
                                        {save_mean, "save_mean"}, {save_invstd, "save_invstd"}}));
+  // An empty batch has no statistics: nothing is written, running statistics included.
+  if (d->n == 0) return ok_status();
   const bool relu = act == BNORM_ACTIVATION_RELU;
   if (h->backend == BNORM_BACKEND_CPU) {
     bnorm::cpu::forward_training(*d, x, z, y, gamma, beta, momentum, eps, running_mean, running_var, save_mean,
@@ -315,6 +194,7 @@ Status forward_inference(bnorm_handle* h, const bnorm_tensor_t* d, const void* x
   if (z) BNORM_TRY(check_overlap(z, "z", y, "y", *d));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {z, "z"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
                                        {running_mean, "running_mean"}, {running_var, "running_var"}}));
+  if (d->n == 0) return ok_status();
   const bool relu = act == BNORM_ACTIVATION_RELU;
   if (h->backend == BNORM_BACKEND_CPU) {
     bnorm::cpu::forward_inference(*d, x, z, y, gamma, beta, running_mean, running_var, eps, relu);
@@ -346,10 +226,10 @@ Status backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, const v
   BNORM_TRY(optional(dgamma, "dgamma"));
   BNORM_TRY(optional(dbeta, "dbeta"));
   BNORM_TRY(check_overlap(dx, "dx", dy, "dy", *d));
-  if (dx == x) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias x (it may alias dy)");
+  if (dx && dx == x) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias x (it may alias dy)");
   BNORM_TRY(check_overlap(dx, "dx", x, "x", *d));
   if (dz) {
-    if (dz == dx) return make_status(BNORM_STATUS_INVALID_VALUE, "dz must not alias dx");
+    if (dz == dx && dx) return make_status(BNORM_STATUS_INVALID_VALUE, "dz must not alias dx");
     if (dz == x || (relu && dz == y))
       return make_status(BNORM_STATUS_INVALID_VALUE, "dz must not alias x or y (it may alias dy)");
     BNORM_TRY(check_overlap(dz, "dz", dy, "dy", *d));
@@ -357,7 +237,7 @@ Status backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, const v
     BNORM_TRY(check_overlap(dz, "dz", x, "x", *d));
   }
   if (relu) {
-    if (dx == y) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias y");
+    if (dx && dx == y) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias y");
     BNORM_TRY(check_overlap(dx, "dx", y, "y", *d));
     if (dz) BNORM_TRY(check_overlap(dz, "dz", y, "y", *d));  // y is read while dz is written
   }
@@ -365,6 +245,8 @@ Status backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, const v
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {mask, "y"}, {dy, "dy"}, {gamma, "gamma"},
                                        {save_mean, "save_mean"}, {save_invstd, "save_invstd"},
                                        {dx, "dx"}, {dz, "dz"}, {dgamma, "dgamma"}, {dbeta, "dbeta"}}));
+  // An empty batch: the parameter gradients are sums over no values.
+  if (d->n == 0) return zero_floats(h, {{dgamma, d->c}, {dbeta, d->c}});
   if (h->backend == BNORM_BACKEND_CPU) {
     bnorm::cpu::backward(*d, x, mask, dy, gamma, save_mean, save_invstd, dx, dz, dgamma, dbeta, relu);
     return ok_status();
@@ -470,14 +352,30 @@ bnorm_status_t bnorm_set_variant(bnorm_handle_t h, bnorm_op_t op, const char* sp
   });
 }
 
+}  // extern "C"
+
 namespace {
 
-Status query_problem(const bnorm_handle* h, const bnorm_op_t& op, const bnorm_tensor_t* d, int aligned16,
-                     bnorm::Problem* pr) {
+bool is_group_norm(bnorm_op_t op) {
+  return op == BNORM_OP_GROUP_NORM_FORWARD || op == BNORM_OP_GROUP_NORM_BACKWARD;
+}
+
+// grouped: called through a _grouped form, so `groups` is meaningful.
+Status query_problem(const bnorm_handle* h, const bnorm_op_t& op, const bnorm_tensor_t* d, int64_t groups,
+                     bool grouped, int aligned16, bnorm::Problem* pr) {
   BNORM_TRY(check_handle(h));
   BNORM_TRY(check_op(op));
-  BNORM_TRY(check_desc(d));
-  *pr = make_problem(op, *d, {});
+  BNORM_TRY(check_desc(d, /*allow_empty=*/false));
+  if (is_group_norm(op)) {
+    if (!grouped)
+      return make_status(BNORM_STATUS_INVALID_VALUE,
+                         "the group-norm operations depend on the group count: query them with "
+                         "bnorm_query_variant_grouped / bnorm_list_variants_grouped");
+    if (groups < 1 || d->c % groups != 0)
+      return make_status(BNORM_STATUS_INVALID_VALUE, "groups = %lld must be >= 1 and divide c = %lld",
+                         static_cast<long long>(groups), static_cast<long long>(d->c));
+  }
+  *pr = make_problem(op, *d, {}, is_group_norm(op) ? groups : 1);
   pr->aligned16 = aligned16 != 0;
   return ok_status();
 }
@@ -489,50 +387,73 @@ void copy_out(const std::string& s, char* buf, size_t len) {
   buf[n] = '\0';
 }
 
+Status query_variant(bnorm_handle* h, const bnorm_op_t& op, const bnorm_tensor_t* d, int64_t groups, bool grouped,
+                     int aligned16, char* spec, size_t spec_len, bnorm_choice_t* why) {
+  bnorm::Problem pr;
+  BNORM_TRY(query_problem(h, op, d, groups, grouped, aligned16, &pr));
+  if (!spec || spec_len == 0) return make_status(BNORM_STATUS_INVALID_VALUE, "spec buffer is NULL or empty");
+  if (h->backend == BNORM_BACKEND_CPU) {
+    copy_out("cpu_reference", spec, spec_len);
+    if (why) *why = BNORM_CHOICE_ONLY;
+    return ok_status();
+  }
+  bnorm::Choice c;
+  BNORM_TRY(bnorm::choose(*h, pr, &c));
+  copy_out(bnorm::format_spec(*c.variant, c.policy), spec, spec_len);
+  if (why) *why = c.why;
+  return ok_status();
+}
+
+Status list_variants(bnorm_handle* h, const bnorm_op_t& op, const bnorm_tensor_t* d, int64_t groups, bool grouped,
+                     int aligned16, char* buf, size_t buf_len, int* count, size_t* needed) {
+  bnorm::Problem pr;
+  BNORM_TRY(query_problem(h, op, d, groups, grouped, aligned16, &pr));
+  if (!count) return make_status(BNORM_STATUS_INVALID_VALUE, "count is NULL");
+  std::string all;
+  int n = 0;
+  if (h->backend == BNORM_BACKEND_CPU) {
+    all = "cpu_reference\n";
+    n = 1;
+  } else {
+    for (const bnorm::Choice& c : bnorm::supported_configs(*h, pr)) {
+      all += bnorm::format_spec(*c.variant, c.policy) + "\n";
+      ++n;
+    }
+  }
+  *count = n;
+  if (needed) *needed = all.size() + 1;
+  copy_out(all, buf, buf_len);
+  return ok_status();
+}
+
 }  // namespace
+
+extern "C" {
 
 bnorm_status_t bnorm_query_variant(bnorm_handle_t h, bnorm_op_t op, const bnorm_tensor_t* d,
                                    int aligned16, char* spec, size_t spec_len, bnorm_choice_t* why) {
-  return guarded(__func__, [&]() -> Status {
-    bnorm::Problem pr;
-    BNORM_TRY(query_problem(h, op, d, aligned16, &pr));
-    if (!spec || spec_len == 0)
-      return make_status(BNORM_STATUS_INVALID_VALUE, "spec buffer is NULL or empty");
-    if (h->backend == BNORM_BACKEND_CPU) {
-      copy_out("cpu_reference", spec, spec_len);
-      if (why) *why = BNORM_CHOICE_ONLY;
-      return ok_status();
-    }
-    bnorm::Choice c;
-    BNORM_TRY(bnorm::choose(*h, pr, &c));
-    copy_out(bnorm::format_spec(*c.variant, c.policy), spec, spec_len);
-    if (why) *why = c.why;
-    return ok_status();
-  });
+  return guarded(__func__, [&] { return query_variant(h, op, d, 1, false, aligned16, spec, spec_len, why); });
 }
 
 bnorm_status_t bnorm_list_variants(bnorm_handle_t h, bnorm_op_t op, const bnorm_tensor_t* d,
                                    int aligned16, char* buf, size_t buf_len, int* count,
                                    size_t* needed) {
-  return guarded(__func__, [&]() -> Status {
-    bnorm::Problem pr;
-    BNORM_TRY(query_problem(h, op, d, aligned16, &pr));
-    if (!count) return make_status(BNORM_STATUS_INVALID_VALUE, "count is NULL");
-    std::string all;
-    int n = 0;
-    if (h->backend == BNORM_BACKEND_CPU) {
-      all = "cpu_reference\n";
-      n = 1;
-    } else {
-      for (const bnorm::Choice& c : bnorm::supported_configs(*h, pr)) {
-        all += bnorm::format_spec(*c.variant, c.policy) + "\n";
-        ++n;
-      }
-    }
-    *count = n;
-    if (needed) *needed = all.size() + 1;
-    copy_out(all, buf, buf_len);
-    return ok_status();
+  return guarded(__func__,
+                 [&] { return list_variants(h, op, d, 1, false, aligned16, buf, buf_len, count, needed); });
+}
+
+bnorm_status_t bnorm_query_variant_grouped(bnorm_handle_t h, bnorm_op_t op, const bnorm_tensor_t* d,
+                                           int64_t groups, int aligned16, char* spec, size_t spec_len,
+                                           bnorm_choice_t* why) {
+  return guarded(__func__,
+                 [&] { return query_variant(h, op, d, groups, true, aligned16, spec, spec_len, why); });
+}
+
+bnorm_status_t bnorm_list_variants_grouped(bnorm_handle_t h, bnorm_op_t op, const bnorm_tensor_t* d,
+                                           int64_t groups, int aligned16, char* buf, size_t buf_len,
+                                           int* count, size_t* needed) {
+  return guarded(__func__, [&] {
+    return list_variants(h, op, d, groups, true, aligned16, buf, buf_len, count, needed);
   });
 }
 

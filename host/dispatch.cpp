@@ -325,6 +325,16 @@ const char* op_name(bnorm_op_t op) {
     case BNORM_OP_FORWARD_TRAINING: return "forward_training";
     case BNORM_OP_FORWARD_INFERENCE: return "forward_inference";
     case BNORM_OP_BACKWARD: return "backward";
+    case BNORM_OP_BACKWARD_FROZEN: return "backward_frozen";
+    case BNORM_OP_GROUP_NORM_FORWARD: return "group_norm_forward";
+    case BNORM_OP_GROUP_NORM_BACKWARD: return "group_norm_backward";
+    case BNORM_OP_LAYER_NORM_FORWARD: return "layer_norm_forward";
+    case BNORM_OP_LAYER_NORM_BACKWARD: return "layer_norm_backward";
+    case BNORM_OP_FOLD: return "fold";
+    case BNORM_OP_SYNC_LOCAL_STATS: return "sync_local_stats";
+    case BNORM_OP_SYNC_FORWARD: return "sync_forward";
+    case BNORM_OP_SYNC_BACKWARD_SUMS: return "sync_backward_sums";
+    case BNORM_OP_SYNC_BACKWARD: return "sync_backward";
   }
   return "?";
 }
@@ -343,6 +353,7 @@ const char* choice_name(bnorm_choice_t c) {
 // The op-level heuristic: split the reduction when one CTA per channel would leave
 // most of the GPU idle and the channels are long enough to share.
 Choice heuristic_choice(const Problem& pr, const Device& d) {
+  if (pr.op > BNORM_OP_BACKWARD) return toolbox_heuristic_choice(pr, d);
   Choice c;
   c.why = BNORM_CHOICE_HEURISTIC;
   if (is_rows(pr)) {
@@ -377,7 +388,8 @@ Choice heuristic_choice(const Problem& pr, const Device& d) {
 
 }  // namespace
 
-const std::vector<Variant>& registry() {
+// Batch norm's own three operations.
+static const std::vector<Variant>& batch_norm_variants() {
   static const std::vector<Variant> r = {
       {"two_pass_block", BNORM_OP_FORWARD_TRAINING, why_not_block, heuristic_block, space_block,
        ws_reduce, launch_fwd_two_pass},
@@ -401,6 +413,26 @@ const std::vector<Variant>& registry() {
        launch_bwd_rows},
   };
   return r;
+}
+
+const std::vector<Variant>& registry() {
+  static const std::vector<Variant> all = [] {
+    std::vector<Variant> v = batch_norm_variants();
+    v.insert(v.end(), toolbox_variants().begin(), toolbox_variants().end());
+    return v;
+  }();
+  return all;
+}
+
+FamilyRules family_rules(Family f) {
+  switch (f) {
+    case Family::kBlock: return {why_not_block, heuristic_block, space_block};
+    case Family::kSplit: return {why_not_split, heuristic_split, space_split};
+    case Family::kRows: return {why_not_rows_reduce, heuristic_rows, space_rows};
+    case Family::kNormalize: return {why_not_normalize, heuristic_normalize, space_normalize};
+    case Family::kRowsMap: return {why_not_rows_map, heuristic_rows_map, space_rows_map};
+  }
+  return {why_not_block, heuristic_block, space_block};
 }
 
 const Variant* find_variant(bnorm_op_t op, const std::string& name) {
@@ -479,7 +511,9 @@ Status choose(const bnorm_handle& h, const Problem& pr, Choice* out) {
     *out = c;
   } else {
     Choice c;
-    if (!tuning::lookup(h, pr, &c)) c = heuristic_choice(pr, d);
+    // The tuning cache's key has no group count: group norm is never looked up.
+    const bool cacheable = pr.op != BNORM_OP_GROUP_NORM_FORWARD && pr.op != BNORM_OP_GROUP_NORM_BACKWARD;
+    if (!cacheable || !tuning::lookup(h, pr, &c)) c = heuristic_choice(pr, d);
     const std::string why = c.variant->why_not(pr, c.policy, d);
     if (!why.empty()) {
       // The heuristic only names variants of this generation's layout and dtype.

@@ -11,6 +11,11 @@
 #include "kernels/launch.hpp"
 #include "status.hpp"
 
+namespace bnorm {
+// Number of bnorm_op_t values.
+constexpr int kOpCount = BNORM_OP_SYNC_BACKWARD + 1;
+}  // namespace bnorm
+
 struct bnorm_handle {
   bnorm_backend_t backend = BNORM_BACKEND_CPU;
   int device = 0;
@@ -25,7 +30,7 @@ struct bnorm_handle {
   // CUDA only: scratch for the reductions; tickets inside it stay zero between calls.
   bnorm::kern::Workspace workspace;
 
-  std::array<std::string, 3> forced;  // per bnorm_op_t, "" when not forced
+  std::array<std::string, bnorm::kOpCount> forced;  // per bnorm_op_t, "" when not forced
 };
 
 namespace bnorm {

@@ -31,9 +31,18 @@ struct NameOf {
   E value;
   const char* name;
 };
+// Group norm has no name here: its key would need the group count (bnorm.h).
 constexpr NameOf<bnorm_op_t> kOps[] = {{BNORM_OP_FORWARD_TRAINING, "forward_training"},
                                        {BNORM_OP_FORWARD_INFERENCE, "forward_inference"},
-                                       {BNORM_OP_BACKWARD, "backward"}};
+                                       {BNORM_OP_BACKWARD, "backward"},
+                                       {BNORM_OP_BACKWARD_FROZEN, "backward_frozen"},
+                                       {BNORM_OP_LAYER_NORM_FORWARD, "layer_norm_forward"},
+                                       {BNORM_OP_LAYER_NORM_BACKWARD, "layer_norm_backward"},
+                                       {BNORM_OP_FOLD, "fold"},
+                                       {BNORM_OP_SYNC_LOCAL_STATS, "sync_local_stats"},
+                                       {BNORM_OP_SYNC_FORWARD, "sync_forward"},
+                                       {BNORM_OP_SYNC_BACKWARD_SUMS, "sync_backward_sums"},
+                                       {BNORM_OP_SYNC_BACKWARD, "sync_backward"}};
 constexpr NameOf<bnorm_dtype_t> kDtypes[] = {
     {BNORM_DTYPE_F32, "f32"}, {BNORM_DTYPE_F16, "f16"}, {BNORM_DTYPE_BF16, "bf16"}};
 constexpr NameOf<bnorm_layout_t> kLayouts[] = {{BNORM_LAYOUT_NCHW, "nchw"},

@@ -132,7 +132,7 @@ inline std::vector<BadCall> bad_calls() {
   out.push_back({"train: null handle", kInvalid, "handle",
                  [](bnorm_handle_t, const B& b) { return train(nullptr, train_args(b)); }});
   add_train("train: null desc", kInvalid, "desc", [](T& a, D&, const B&) { a.d = nullptr; });
-  add_train("train: n = 0", kInvalid, "desc->n", [](T&, D& d, const B&) { d.n = 0; });
+  add_train("train: n = -1", kInvalid, "desc->n", [](T&, D& d, const B&) { d.n = -1; });
   add_train("train: c < 0", kInvalid, "desc->c", [](T&, D& d, const B&) { d.c = -3; });
   add_train("train: h = 0", kInvalid, "desc->h", [](T&, D& d, const B&) { d.h = 0; });
   add_train("train: w < 0", kInvalid, "desc->w", [](T&, D& d, const B&) { d.w = -1; });

@@ -108,6 +108,7 @@ bnorm_status_t run_bnorm(bnorm_handle_t h, bnorm_op_t op, const RotatingBuffers&
                                     BNORM_ACTIVATION_RELU);
       return bnorm_backward(h, &d, b.x(k), b.dy(k), b.gamma(), b.save_mean(), b.save_invstd(), b.dx(k),
                             b.dgamma(), b.dbeta());
+    default: break;  // the toolbox's operations run through run_toolbox (toolbox.hpp)
   }
   return BNORM_STATUS_INVALID_VALUE;
 }

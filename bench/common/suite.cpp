@@ -167,14 +167,24 @@ const char* op_name(bnorm_op_t op) {
     case BNORM_OP_FORWARD_TRAINING: return "forward_training";
     case BNORM_OP_FORWARD_INFERENCE: return "forward_inference";
     case BNORM_OP_BACKWARD: return "backward";
+    case BNORM_OP_BACKWARD_FROZEN: return "backward_frozen";
+    case BNORM_OP_GROUP_NORM_FORWARD: return "group_norm_forward";
+    case BNORM_OP_GROUP_NORM_BACKWARD: return "group_norm_backward";
+    case BNORM_OP_LAYER_NORM_FORWARD: return "layer_norm_forward";
+    case BNORM_OP_LAYER_NORM_BACKWARD: return "layer_norm_backward";
+    case BNORM_OP_FOLD: return "fold";
+    case BNORM_OP_SYNC_LOCAL_STATS: return "sync_local_stats";
+    case BNORM_OP_SYNC_FORWARD: return "sync_forward";
+    case BNORM_OP_SYNC_BACKWARD_SUMS: return "sync_backward_sums";
+    case BNORM_OP_SYNC_BACKWARD: return "sync_backward";
   }
   return "?";
 }
 
 bool parse_op(const std::string& s, bnorm_op_t* op) {
-  for (bnorm_op_t o : kOps)
-    if (s == op_name(o)) {
-      *op = o;
+  for (int o = BNORM_OP_FORWARD_TRAINING; o <= BNORM_OP_SYNC_BACKWARD; ++o)
+    if (s == op_name(static_cast<bnorm_op_t>(o))) {
+      *op = static_cast<bnorm_op_t>(o);
       return true;
     }
   return false;

@@ -55,7 +55,9 @@ bool parse_groups(const std::string& s, std::vector<std::string>* out, std::stri
 std::vector<Shape> filter_groups(const std::vector<Shape>& shapes, const std::vector<std::string>& groups);
 
 constexpr bnorm_op_t kOps[3] = {BNORM_OP_FORWARD_TRAINING, BNORM_OP_FORWARD_INFERENCE, BNORM_OP_BACKWARD};
-const char* op_name(bnorm_op_t op);  // forward_training, forward_inference, backward
+// forward_training, forward_inference, backward, then the toolbox's (toolbox.hpp), as
+// the tuning cache names them.
+const char* op_name(bnorm_op_t op);
 bool parse_op(const std::string& s, bnorm_op_t* op);
 // A comma-separated list of op names, or "all".
 bool parse_ops(const std::string& s, std::vector<bnorm_op_t>* out);

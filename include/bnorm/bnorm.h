@@ -58,7 +58,8 @@ typedef enum {
   BNORM_STATUS_ALLOC_FAILED = 3,
   BNORM_STATUS_NO_DEVICE = 4,      /* a CUDA handle was asked for and no usable GPU exists */
   BNORM_STATUS_CUDA_ERROR = 5,     /* the CUDA runtime reported an error: see the message */
-  BNORM_STATUS_INTERNAL_ERROR = 6
+  BNORM_STATUS_INTERNAL_ERROR = 6,
+  BNORM_STATUS_COMMUNICATION_ERROR = 7  /* MPI or NCCL failed in a bnorm_sync_*.h helper */
 } bnorm_status_t;
 
 typedef enum { BNORM_BACKEND_CPU = 0, BNORM_BACKEND_CUDA = 1 } bnorm_backend_t;
@@ -67,16 +68,32 @@ typedef enum { BNORM_LAYOUT_NCHW = 0, BNORM_LAYOUT_NHWC = 1 } bnorm_layout_t;
 
 typedef enum { BNORM_DTYPE_F32 = 0, BNORM_DTYPE_F16 = 1, BNORM_DTYPE_BF16 = 2 } bnorm_dtype_t;
 
-/* The operations a handle can run; used by the dispatch query and the tuning cache. */
+/* The operations a handle can run; used by the dispatch query and the tuning cache.
+ * Values are part of the ABI: new operations are appended, never renumbered. */
 typedef enum {
   BNORM_OP_FORWARD_TRAINING = 0,
   BNORM_OP_FORWARD_INFERENCE = 1,
-  BNORM_OP_BACKWARD = 2
+  BNORM_OP_BACKWARD = 2,
+  BNORM_OP_BACKWARD_FROZEN = 3,       /* bnorm_backward_frozen */
+  BNORM_OP_GROUP_NORM_FORWARD = 4,    /* bnorm_group_norm_forward, bnorm_instance_norm_forward */
+  BNORM_OP_GROUP_NORM_BACKWARD = 5,   /* bnorm_group_norm_backward, bnorm_instance_norm_backward */
+  BNORM_OP_LAYER_NORM_FORWARD = 6,    /* bnorm_layer_norm_forward */
+  BNORM_OP_LAYER_NORM_BACKWARD = 7,   /* bnorm_layer_norm_backward */
+  BNORM_OP_FOLD = 8,                  /* bnorm_fold_into_weights */
+  BNORM_OP_SYNC_LOCAL_STATS = 9,      /* bnorm_sync_local_stats */
+  BNORM_OP_SYNC_FORWARD = 10,         /* bnorm_sync_forward */
+  BNORM_OP_SYNC_BACKWARD_SUMS = 11,   /* bnorm_sync_backward_sums */
+  BNORM_OP_SYNC_BACKWARD = 12         /* bnorm_sync_backward */
 } bnorm_op_t;
 
 /* A dense tensor. An (N, C) activation of a fully connected layer is h = w = 1.
- * Statistics are per channel over M = n*h*w values. Valid sizes: n, c, h, w >= 1 and
- * n*c*h*w <= 2^62; indexing is 64-bit throughout. */
+ * Statistics are per channel over M = n*h*w values. Valid sizes: n >= 0, c, h, w >= 1
+ * and n*c*h*w <= 2^62; indexing is 64-bit throughout.
+ * n = 0 is an empty batch: every operation accepts it (tensor pointers may then be
+ * NULL), moves no tensor data and leaves running statistics untouched, as PyTorch
+ * does. Per-channel sums over the batch (dgamma, dbeta, the synchronized batch norm's
+ * local states and sums) are sums over no values and are written as 0. Negative sizes
+ * are errors. */
 typedef struct {
   int64_t n, c, h, w;
   bnorm_layout_t layout;
@@ -93,6 +110,11 @@ BNORM_API const char* bnorm_status_string(bnorm_status_t status);
 /* Message of the last failing call on this thread ("" if none). Valid until the next
  * failing call on this thread. */
 BNORM_API const char* bnorm_last_error(void);
+
+/* Records message as this thread's last error and returns status. For the inline
+ * helpers of the optional headers (bnorm_sync_mpi.h, bnorm_sync_nccl.h), so that their
+ * communication library's failures read like the library's own. */
+BNORM_API bnorm_status_t bnorm_report_error(bnorm_status_t status, const char* message);
 
 /* device is the CUDA device ordinal (ignored for the CPU backend). A CUDA handle owns
  * a small device workspace, allocated here once: no call allocates afterwards.
@@ -174,6 +196,162 @@ BNORM_API bnorm_status_t bnorm_backward_fused(
     const void* dy, const float* gamma, const float* save_mean, const float* save_invstd,
     void* dx, void* dz, float* dgamma, float* dbeta, bnorm_activation_t act);
 
+/* ---- Frozen batch norm: backward with the running statistics held fixed --------------
+ *
+ * Fine-tuning with batch norm in eval mode (PyTorch's model.eval() with gradients on, or
+ * FrozenBatchNorm2d with trainable affine): the forward is bnorm_forward_inference, and
+ * the statistics are constants, so the gradient has no mean or variance terms. With
+ * invstd_c = 1/sqrt(running_var_c + eps) and xhat = (x - running_mean_c) * invstd_c:
+ *   dx = dy * gamma_c * invstd_c
+ *   dgamma_c = sum(dy * xhat),  dbeta_c = sum(dy)          (over the c's n*h*w values)
+ * gamma: NULL means 1. dgamma, dbeta: NULL when not wanted (with both NULL, x is not
+ * read and may be NULL). dx is required; it may alias dy, not x. Any n*h*w >= 1. */
+BNORM_API bnorm_status_t bnorm_backward_frozen(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, const void* dy,
+    const float* gamma, const float* running_mean, const float* running_var, float eps, void* dx,
+    float* dgamma, float* dbeta);
+
+/* ---- Folding batch norm into the layer before it, for inference -------------------
+ *
+ * A convolution or fully connected layer followed by batch norm in inference mode is one
+ * affine map per output channel o: with s_o = gamma_o / sqrt(running_var_o + eps),
+ *   weight'[o][k] = weight[o][k] * s_o                           for each of its K weights
+ *   bias'[o]      = (bias_o - running_mean_o) * s_o + beta_o
+ * so layer'(x) = bn_inference(layer(x)) and the batch norm disappears from the network.
+ * weight_desc describes the weights: n = C_out (the batch norm's channels) and
+ * c*h*w = K, the weights of one output channel — a convolution's [C_out][C_in][kh][kw]
+ * is {C_out, C_in, kh, kw}, a linear layer's [C_out][C_in] is {C_out, C_in, 1, 1}. Either
+ * layout is accepted (an output channel's K weights are contiguous in both), and any
+ * dtype (the arithmetic is fp32 or better). bias: C_out floats, NULL for a layer without
+ * bias. gamma, beta: NULL means 1 and 0. bias_out: C_out floats, required (the folded
+ * layer always has a bias). weight_out may equal weight and bias_out may equal bias
+ * (folding in place); no other overlap. */
+BNORM_API bnorm_status_t bnorm_fold_into_weights(
+    bnorm_handle_t handle, const bnorm_tensor_t* weight_desc, const void* weight, const float* bias,
+    const float* gamma, const float* beta, const float* running_mean, const float* running_var,
+    float eps, void* weight_out, float* bias_out);
+
+/* ---- The per-sample norms: GroupNorm, InstanceNorm, LayerNorm --------------------
+ *
+ * Statistics per sample instead of per channel over the batch, on the same Welford
+ * engine, with PyTorch's definitions: the biased variance (the mean of squared
+ * deviations), eps inside the square root, no running statistics. There is no minimum
+ * group size: a group of one value has variance 0 and normalises to beta.
+ * The saved statistics (save_mean, save_invstd: NULL for none) are what the backward
+ * calls take; they are indexed [n][group]. In-place: y may equal x; dx may equal dy. */
+
+/* GroupNorm: the c channels form `groups` groups of c/groups consecutive channels (groups
+ * divides c). Per sample n and group g, over its L = (c/groups)*h*w values:
+ *   y = (x - mean_ng) / sqrt(var_ng + eps) * gamma_c + beta_c
+ * gamma, beta: c floats (per channel, as torch.nn.GroupNorm), NULL means 1 and 0.
+ * save_mean, save_invstd: n*groups floats, [n*groups + g]. */
+BNORM_API bnorm_status_t bnorm_group_norm_forward(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, int64_t groups, const void* x, void* y,
+    const float* gamma, const float* beta, float eps, float* save_mean, float* save_invstd);
+
+/* Backward of bnorm_group_norm_forward. With xhat = (x - mean_ng) * invstd_ng and
+ * g = gamma_c * dy, per group over its L values:
+ *   dx = invstd_ng * (g - sum(g)/L - xhat * sum(g * xhat)/L)
+ *   dgamma_c = sum(dy * xhat),  dbeta_c = sum(dy)        (over the batch and h*w)
+ * gamma: NULL means 1. dgamma, dbeta: NULL when not wanted. dx is required. */
+BNORM_API bnorm_status_t bnorm_group_norm_backward(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, int64_t groups, const void* x,
+    const void* dy, const float* gamma, const float* save_mean, const float* save_invstd, void* dx,
+    float* dgamma, float* dbeta);
+
+/* InstanceNorm: GroupNorm with groups = c, each channel of each sample normalised over its
+ * h*w values (torch.nn.InstanceNorm2d with affine=True, track_running_stats=False).
+ * Saved statistics: n*c floats, [n_i*c + c_i]. It runs the group-norm operations' variants. */
+BNORM_API bnorm_status_t bnorm_instance_norm_forward(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, void* y, const float* gamma,
+    const float* beta, float eps, float* save_mean, float* save_invstd);
+BNORM_API bnorm_status_t bnorm_instance_norm_backward(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, const void* dy,
+    const float* gamma, const float* save_mean, const float* save_invstd, void* dx, float* dgamma,
+    float* dbeta);
+
+/* LayerNorm over each sample's K = c*h*w values (torch.nn.LayerNorm with
+ * normalized_shape = (c, h, w)); the transformer's LayerNorm over the last dimension D of
+ * an (N, D) input is c = D, h = w = 1:
+ *   y = (x - mean_n) / sqrt(var_n + eps) * gamma_k + beta_k
+ * gamma, beta: K floats, elementwise, indexed k = (c_i*h + h_i)*w + w_i whatever the
+ * layout (PyTorch's weight of shape (c, h, w)); NULL means 1 and 0.
+ * save_mean, save_invstd: n floats. */
+BNORM_API bnorm_status_t bnorm_layer_norm_forward(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, void* y, const float* gamma,
+    const float* beta, float eps, float* save_mean, float* save_invstd);
+
+/* Backward of bnorm_layer_norm_forward: as bnorm_group_norm_backward with one group per
+ * sample and g = gamma_k * dy; dgamma_k = sum over the batch of dy * xhat, dbeta_k =
+ * sum of dy (K floats each, NULL when not wanted). */
+BNORM_API bnorm_status_t bnorm_layer_norm_backward(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, const void* dy,
+    const float* gamma, const float* save_mean, const float* save_invstd, void* dx, float* dgamma,
+    float* dbeta);
+
+/* ---- Synchronized batch norm: one batch spread over several processes ---------------
+ *
+ * Each process (rank) holds a slice of the batch: any n, 0 included, and the same c, h,
+ * w, layout and dtype on every rank. Statistics travel as per-channel Welford states,
+ * never as invstd (a variance rebuilt from a rounded invstd loses digits, and states of
+ * uneven slices cannot be averaged). Exchanged buffers are plain float arrays, so any
+ * communication library moves them (MPI_Allgather / ncclAllGather, MPI_Allreduce /
+ * ncclAllReduce with float elements); bnorm itself depends on none.
+ *
+ *   forward:  bnorm_sync_local_stats -> all-gather (3*c floats per rank, in rank order)
+ *             -> bnorm_sync_merge_stats -> bnorm_sync_forward
+ *   backward: bnorm_sync_backward_sums -> all-reduce with sum (2*c floats)
+ *             -> bnorm_sync_backward
+ *
+ * A state is three floats per channel: stats[3*c_i] = count, stats[3*c_i + 1] = mean,
+ * stats[3*c_i + 2] = M2 = sum((x - mean)^2). Counts are exact up to 2^24 values per
+ * channel over all ranks (then rounded, which only enters as a ratio). Every rank merges
+ * the same gathered buffer in rank order, so all ranks hold bitwise the same global
+ * statistics, and their outputs and running statistics equal a single process's batch
+ * norm over the concatenated batch up to rounding. bnorm_sync_forward and
+ * bnorm_sync_backward must also run on a rank with n = 0: the running statistics and the
+ * parameter gradients of every rank then stay identical. */
+
+/* Per channel, the Welford state of this rank's n*h*w values: local_stats receives 3*c
+ * floats (count, mean, M2); a rank with n = 0 gives count = mean = M2 = 0. */
+BNORM_API bnorm_status_t bnorm_sync_local_stats(bnorm_handle_t handle, const bnorm_tensor_t* desc,
+                                                const void* x, float* local_stats);
+
+/* Merges the states of `ranks` ranks, gathered one after another (ranks*3*c floats, rank
+ * r's at 3*c*r), channel by channel with Chan's formula in rank order, into global_stats
+ * (3*c floats, which must not overlap gathered). Empty ranks contribute nothing. */
+BNORM_API bnorm_status_t bnorm_sync_merge_stats(bnorm_handle_t handle, int64_t c, int64_t ranks,
+                                                const float* gathered, float* global_stats);
+
+/* Forward in training mode with the merged statistics: per channel, mean_c and
+ * var_c = M2_c / count_c (biased) from global_stats, and y, save_mean, save_invstd as in
+ * bnorm_forward_training. running_mean and running_var (NULL for none, else both) blend
+ * the mean and the unbiased variance M2_c / (count_c - 1) of the whole batch, where
+ * count_c >= 2; where the whole batch has fewer than 2 values they are left untouched.
+ * With n = 0 this rank writes no y but still its saved and running statistics. */
+BNORM_API bnorm_status_t bnorm_sync_forward(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, void* y, const float* gamma,
+    const float* beta, const float* global_stats, float momentum, float eps, float* running_mean,
+    float* running_var, float* save_mean, float* save_invstd);
+
+/* Per channel over this rank's values, the two sums of the backward: local_sums receives
+ * 2*c floats, [2*c_i] = sum(dy) and [2*c_i + 1] = sum(dy * (x - save_mean_c)); zeros for
+ * n = 0. save_mean is bnorm_sync_forward's. */
+BNORM_API bnorm_status_t bnorm_sync_backward_sums(bnorm_handle_t handle, const bnorm_tensor_t* desc,
+                                                  const void* x, const void* dy, const float* save_mean,
+                                                  float* local_sums);
+
+/* Backward with the all-reduced sums (global_sums, 2*c floats) and the global count from
+ * global_stats: with M = count_c, xhat = (x - save_mean_c) * save_invstd_c,
+ *   dbeta_c = sum(dy),  dgamma_c = sum(dy * (x - mean)) * save_invstd_c
+ *   dx = gamma_c * save_invstd_c / M * (M * dy - dbeta_c - xhat * dgamma_c)
+ * which is bnorm_backward over the concatenated batch. dgamma, dbeta: NULL when not
+ * wanted (the same values on every rank). dx may alias dy, not x. */
+BNORM_API bnorm_status_t bnorm_sync_backward(
+    bnorm_handle_t handle, const bnorm_tensor_t* desc, const void* x, const void* dy,
+    const float* gamma, const float* save_mean, const float* save_invstd, const float* global_stats,
+    const float* global_sums, void* dx, float* dgamma, float* dbeta);
+
 /* ---- Dispatch: which kernel runs, and why ----------------------------------------
  *
  * Each CUDA operation has registered kernel variants, each with a launch policy. A
@@ -212,6 +390,20 @@ BNORM_API bnorm_status_t bnorm_list_variants(bnorm_handle_t handle, bnorm_op_t o
                                              const bnorm_tensor_t* desc, int pointers_aligned16,
                                              char* buf, size_t buf_len, int* count,
                                              size_t* needed);
+
+/* bnorm_query_variant and bnorm_list_variants for an operation with a group count: the
+ * group-norm operations' configurations depend on it (for instance norm it is c), and the
+ * plain forms reject them. Other operations ignore groups. The tuning cache holds no
+ * group-norm entries (its key has no group count): their choice is an override or the
+ * heuristic. */
+BNORM_API bnorm_status_t bnorm_query_variant_grouped(bnorm_handle_t handle, bnorm_op_t op,
+                                                     const bnorm_tensor_t* desc, int64_t groups,
+                                                     int pointers_aligned16, char* spec,
+                                                     size_t spec_len, bnorm_choice_t* why);
+BNORM_API bnorm_status_t bnorm_list_variants_grouped(bnorm_handle_t handle, bnorm_op_t op,
+                                                     const bnorm_tensor_t* desc, int64_t groups,
+                                                     int pointers_aligned16, char* buf,
+                                                     size_t buf_len, int* count, size_t* needed);
 
 /* ---- Tuning cache: measured choices per GPU and shape ---------------------------
  *

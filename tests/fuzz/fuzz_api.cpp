@@ -209,14 +209,18 @@ void fill(FuzzedDataProvider& f, Buf& b, bool abs) {
 
 // ---- the model of the header's rules ------------------------------------------------
 
-// n*c*h*w when every size is >= 1 and the product is at most 2^62, else -1.
+// n*c*h*w when n >= 0 (0: an empty batch), c, h, w >= 1, and c*h*w and n*c*h*w are at
+// most 2^62; else -1.
 int64_t model_numel(const int64_t (&dims)[4]) {
+  if (dims[0] < 0) return -1;
   __int128 p = 1;
-  for (int64_t v : dims) {
-    if (v <= 0) return -1;
-    p *= v;
+  for (int i = 1; i < 4; ++i) {
+    if (dims[i] <= 0) return -1;
+    p *= dims[i];
     if (p > (__int128{1} << 62)) return -1;
   }
+  p *= dims[0];
+  if (p > (__int128{1} << 62)) return -1;
   return static_cast<int64_t>(p);
 }
 
@@ -272,7 +276,8 @@ bool model_accepts(const Call& c) {
   if (c.act != BNORM_ACTIVATION_IDENTITY && c.act != BNORM_ACTIVATION_RELU) return false;
   const bool relu = c.act == BNORM_ACTIVATION_RELU;
   const uintptr_t elem = static_cast<uintptr_t>(t.elem());
-  const auto tensor = [&](int i) { return c.tp[i] && addr(c.tp[i]) % elem == 0; };
+  // An empty tensor (n = 0) may be NULL.
+  const auto tensor = [&](int i) { return (c.tp[i] || t.numel == 0) && addr(c.tp[i]) % elem == 0; };
   const auto tensor_opt = [&](int i) { return !c.tp[i] || addr(c.tp[i]) % elem == 0; };
   const auto chan = [&](int i) { return c.cp[i] && addr(c.cp[i]) % 4 == 0; };
   const auto chan_opt = [&](int i) { return !c.cp[i] || addr(c.cp[i]) % 4 == 0; };
@@ -284,7 +289,7 @@ bool model_accepts(const Call& c) {
   };
   const bool eps_ok = c.eps > 0.0f && std::isfinite(c.eps);
   if (c.train)
-    return t.n * t.h * t.w >= 2 && tensor(tX) && tensor(tY) && tensor_opt(tZ) && chan_opt(pGamma) &&
+    return (t.n == 0 || t.n * t.h * t.w >= 2) && tensor(tX) && tensor(tY) && tensor_opt(tZ) && chan_opt(pGamma) &&
            chan_opt(pBeta) && chan_opt(pRM) && chan_opt(pRV) && chan_opt(pSM) && chan_opt(pSI) && eps_ok &&
            c.momentum >= 0.0f && c.momentum <= 1.0f && (c.cp[pRM] == nullptr) == (c.cp[pRV] == nullptr) &&
            !partial(tX, tY) && !partial(tZ, tY);
@@ -295,12 +300,12 @@ bool model_accepts(const Call& c) {
   if (!(tensor(tX) && (!relu || tensor(tY)) && tensor(tDY) && chan_opt(pGamma) && chan(pSM) && chan(pSI) &&
         tensor(tDX) && tensor_opt(tDZ) && chan_opt(pDG) && chan_opt(pDB)))
     return false;
-  if (partial(tDX, tDY) || c.tp[tDX] == c.tp[tX] || partial(tDX, tX)) return false;
+  if (partial(tDX, tDY) || (c.tp[tDX] && c.tp[tDX] == c.tp[tX]) || partial(tDX, tX)) return false;
   if (c.tp[tDZ]) {
     if (c.tp[tDZ] == c.tp[tDX] || c.tp[tDZ] == c.tp[tX] || (relu && c.tp[tDZ] == c.tp[tY])) return false;
     if (partial(tDZ, tDY) || partial(tDZ, tDX) || partial(tDZ, tX)) return false;
   }
-  if (relu && (c.tp[tDX] == c.tp[tY] || partial(tDX, tY) || partial(tDZ, tY))) return false;
+  if (relu && ((c.tp[tDX] && c.tp[tDX] == c.tp[tY]) || partial(tDX, tY) || partial(tDZ, tY))) return false;
   return true;
 }
 
@@ -534,8 +539,11 @@ bool nul_terminated(const Bytes& b) { return std::memchr(b.v.data(), '\0', b.v.s
 
 void run_queries(FuzzedDataProvider& f, bnorm_handle_t cpu, bool cuda) {
   bnorm_handle_t h = cuda ? fake_cuda_handle() : cpu;
-  const int op = fuzz_enum(f, 3);
-  const bool op_ok = op >= 0 && op < 3;
+  const int op = fuzz_enum(f, BNORM_OP_SYNC_BACKWARD + 1);
+  const bool op_ok = op >= 0 && op <= BNORM_OP_SYNC_BACKWARD;
+  // The plain queries refuse the group-norm operations (their choice needs the group
+  // count: bnorm_query_variant_grouped).
+  const bool query_op_ok = op_ok && op != BNORM_OP_GROUP_NORM_FORWARD && op != BNORM_OP_GROUP_NORM_BACKWARD;
   bnorm_tensor_t d{};
   d.n = fuzz_dim(f);
   d.c = fuzz_dim(f);
@@ -590,12 +598,13 @@ void run_queries(FuzzedDataProvider& f, bnorm_handle_t cpu, bool cuda) {
   int why = 77;  // not a bnorm_choice_t: only the library may store one there
   s = c_caller_query_variant(h, op, &d, aligned, buf.data(), len, reinterpret_cast<bnorm_choice_t*>(&why));
   if (s == BNORM_STATUS_SUCCESS) {
-    FUZZ_CHECK(op_ok && desc_ok && len > 0, "query_variant succeeded on a bad call");
+    FUZZ_CHECK(query_op_ok && desc_ok && len > 0, "query_variant succeeded on a bad call");
     FUZZ_CHECK(nul_terminated(buf), "query_variant: no NUL within %zu bytes", len);
     if (!cuda) FUZZ_CHECK(std::string("cpu_reference").rfind(buf.v.data(), 0) == 0 && why == static_cast<int>(BNORM_CHOICE_ONLY),
                           "CPU query_variant gave '%s'", buf.v.data());
   } else {
-    FUZZ_CHECK(!(op_ok && desc_ok && len > 0) || cuda, "CPU query_variant failed on a good call: %s", bnorm_last_error());
+    FUZZ_CHECK(!(query_op_ok && desc_ok && len > 0) || cuda, "CPU query_variant failed on a good call: %s",
+               bnorm_last_error());
     FUZZ_CHECK(buf.v == untouched.v && why == 77, "a failed query_variant wrote");
     FUZZ_CHECK(bnorm_last_error()[0] != '\0', "query_variant failed with no message");
   }
@@ -611,10 +620,10 @@ void run_queries(FuzzedDataProvider& f, bnorm_handle_t cpu, bool cuda) {
   if (s != BNORM_STATUS_SUCCESS) {
     FUZZ_CHECK(count == -5 && needed == 0 && small.v == small_before.v, "a failed list_variants wrote");
     FUZZ_CHECK(bnorm_last_error()[0] != '\0', "list_variants failed with no message");
-    if (!cuda) FUZZ_CHECK(!(op_ok && desc_ok), "CPU list_variants failed on a good call: %s", bnorm_last_error());
+    if (!cuda) FUZZ_CHECK(!(query_op_ok && desc_ok), "CPU list_variants failed on a good call: %s", bnorm_last_error());
     return;
   }
-  FUZZ_CHECK(op_ok && desc_ok, "list_variants succeeded on a bad call");
+  FUZZ_CHECK(query_op_ok && desc_ok, "list_variants succeeded on a bad call");
   FUZZ_CHECK(count >= 0 && needed >= 1, "list_variants: count %d, needed %zu", count, needed);
   if (len2 > 0) FUZZ_CHECK(nul_terminated(small), "list_variants: no NUL within %zu bytes", len2);
   if (!cuda) FUZZ_CHECK(count == 1 && needed == sizeof("cpu_reference\n"), "CPU list_variants: %d, %zu", count, needed);

@@ -64,6 +64,13 @@ class Conv2d final : public Layer {
   const float* forward(const float* x, int64_t n, Mode mode) override;
   const float* backward(const float* dy, int64_t n) override;
 
+  // For folding a following batch norm into this layer (LeNet::fold_into).
+  int64_t weight_offset() const { return w_; }
+  int64_t bias_offset() const { return b_; }  // < 0 without bias
+  bnorm_tensor_t weight_desc() const {  // [K][C][k][k]
+    return bnorm_tensor_t{out_.c, in_.c, k_, k_, BNORM_LAYOUT_NCHW, BNORM_DTYPE_F32};
+  }
+
  private:
   ConvShape shape(int64_t n) const { return {n, in_.c, in_.h, in_.w, k_}; }
 
@@ -81,6 +88,12 @@ class Linear final : public Layer {
   std::string name() const override;
   const float* forward(const float* x, int64_t n, Mode mode) override;
   const float* backward(const float* dy, int64_t n) override;
+
+  int64_t weight_offset() const { return w_; }
+  int64_t bias_offset() const { return b_; }
+  bnorm_tensor_t weight_desc() const {  // [out][in]
+    return bnorm_tensor_t{out_.c, in_.size(), 1, 1, BNORM_LAYOUT_NCHW, BNORM_DTYPE_F32};
+  }
 
  private:
   ParamStore& ps_;

@@ -58,6 +58,58 @@ void LeNet::evaluate(const float* x, const int32_t* labels, int64_t n) {
   be_.softmax_cross_entropy(n, kClasses, logits, labels, nullptr, totals_.data());
 }
 
+namespace {
+
+// The weight and bias offsets and the weights' descriptor of a conv or linear layer.
+struct Affine {
+  int64_t w, b;
+  bnorm_tensor_t desc;
+};
+
+bool affine_of(const Layer& layer, Affine* out) {
+  if (auto* c = dynamic_cast<const Conv2d*>(&layer)) {
+    *out = {c->weight_offset(), c->bias_offset(), c->weight_desc()};
+    return true;
+  }
+  if (auto* l = dynamic_cast<const Linear*>(&layer)) {
+    *out = {l->weight_offset(), l->bias_offset(), l->weight_desc()};
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void LeNet::fold_into(LeNet& plain) {
+  // Walk both networks: every layer of `plain` is a layer of this one, BN aside.
+  size_t j = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Affine from, to;
+    if (!affine_of(*layers_[i], &from)) {
+      if (!dynamic_cast<BatchNorm*>(layers_[i].get())) ++j;  // sigmoid, pooling
+      continue;
+    }
+    if (j >= plain.layers_.size() || !affine_of(*plain.layers_[j], &to) || to.b < 0)
+      throw std::logic_error("fold_into: the plain network does not match");
+    ++j;
+    const int64_t weights = from.desc.n * from.desc.c * from.desc.h * from.desc.w;
+    auto* bn = i + 1 < layers_.size() ? dynamic_cast<BatchNorm*>(layers_[i + 1].get()) : nullptr;
+    if (bn) {
+      check_bnorm(bnorm_fold_into_weights(be_.bnorm(), &from.desc, params_.value(from.w),
+                                          from.b >= 0 ? params_.value(from.b) : nullptr,
+                                          params_.value(bn->gamma_offset()), params_.value(bn->beta_offset()),
+                                          bn->running_mean().data(), bn->running_var().data(), BatchNorm::kEps,
+                                          plain.params_.value(to.w), plain.params_.value(to.b)),
+                  "bnorm_fold_into_weights");
+    } else {  // the classifier: copied (0 + 1 * w is exact)
+      be_.zero(plain.params_.value(to.w), weights * sizeof(float));
+      be_.axpy(weights, 1.0f, params_.value(from.w), plain.params_.value(to.w));
+      be_.zero(plain.params_.value(to.b), from.desc.n * sizeof(float));
+      if (from.b >= 0) be_.axpy(from.desc.n, 1.0f, params_.value(from.b), plain.params_.value(to.b));
+    }
+  }
+}
+
 void LeNet::recalibrate(const float* x, int64_t n) {
   ++recalibration_batches_;
   // The k-th batch's statistics enter with weight 1/k: the first replaces the EMA,

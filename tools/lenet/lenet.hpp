@@ -56,6 +56,13 @@ class LeNet {
   // Forward in evaluation mode (BN with running statistics) and loss; no gradients.
   void evaluate(const float* x, const int32_t* labels, int64_t n);
 
+  // Folds every batch norm into the convolution or linear layer before it
+  // (bnorm_fold_into_weights, with the running statistics of now) and writes the
+  // result into `plain`, a LeNet built without batch norm: it has exactly the folded
+  // layers (convolutions and hidden linears with biases) and then evaluates as this
+  // network does in evaluation mode, with no batch norm left to run.
+  void fold_into(LeNet& plain);
+
   // Precise BN (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021): re-estimates
   // every BN layer's running statistics under the current weights, as the plain
   // average of the batch statistics of the batches passed to recalibrate() since

@@ -4,10 +4,14 @@
 // touches host memory apart from the shuffled order), then per epoch: shuffle, train
 // on full mini-batches, re-estimate BN's running statistics (precise BN, see
 // LeNet::recalibrate), evaluate the test split with them, print a line. After the last
-// epoch, optionally dump the first BN layer's activations on a test batch.
-// Exit status: 0 success, 1 error (data, device), 2 bad usage, 3 below --require-test-acc.
+// epoch, optionally dump the first BN layer's activations on a test batch, and with
+// --fold fold the trained network's batch norms into the layers before them and
+// evaluate the folded network too.
+// Exit status: 0 success, 1 error (data, device), 2 bad usage, 3 below --require-test-acc,
+// 4 --fold changed the test accuracy.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <numeric>
@@ -194,6 +198,30 @@ int run(const Options& opt) {
   }
   std::printf("final: test_acc=%.4f loss=%.4f seconds=%.1f device=%s\n", r.test_acc, r.loss,
               total_seconds, device_name(be->device()));
+
+  if (opt.fold && opt.batch_norm) {
+    // The inference network: no batch norm, its convolutions and linears with biases.
+    LeNet folded(*be, LeNetConfig{false, opt.batch, opt.seed});
+    net.fold_into(folded);
+    folded.reset_totals();
+    for (int64_t b = 0; b < test.count; b += opt.batch) {
+      const int64_t n = std::min(opt.batch, test.count - b);
+      folded.evaluate(test_d.images.data() + b * kPixels, test_d.labels.data() + b, n);
+    }
+    const Totals tf = folded.totals();
+    const double folded_acc = tf.correct / test.count;
+    // Folding changes only the rounding: at most an example sitting on a decision
+    // boundary could change its class.
+    const bool same = std::abs(folded_acc - r.test_acc) * test.count <= 1.0 + 1e-9;
+    std::printf("fold: test_acc=%.4f with batch norm folded into the layers before it, %.4f unfolded: %s\n",
+                folded_acc, r.test_acc, same ? "same" : "CHANGED");
+    if (!same) {
+      std::fprintf(stderr, "error: folding changed the test accuracy from %.4f to %.4f\n", r.test_acc, folded_acc);
+      return 4;
+    }
+  } else if (opt.fold) {
+    std::printf("fold: nothing to fold (--no-bn)\n");
+  }
 
   if (opt.require_test_acc >= 0.0 && !(r.test_acc >= opt.require_test_acc)) {
     std::fprintf(stderr, "error: test accuracy %.4f is below the required %.4f\n", r.test_acc,

@@ -52,6 +52,10 @@ Trains BN-LeNet on Fashion-MNIST with bnorm's batch norm and prints one line per
   --device D            cpu, cuda, or auto: the GPU when one is usable (default auto)
   --data DIR            the IDX gzip files (default )" BNORM_LENET_DEFAULT_DATA R"()
   --require-test-acc A  exit with status 3 if the final test accuracy is below A
+  --fold                after training, fold every batch norm into the convolution or
+                        linear layer before it (bnorm_fold_into_weights), evaluate that
+                        network too and report both test accuracies; exit with status 4
+                        if they differ by more than one test image
   --help                this text
 )";
 }
@@ -65,6 +69,10 @@ std::string parse_options(int argc, const char* const* argv, Options* out) {
     }
     if (arg == "--no-bn") {
       out->batch_norm = false;
+      continue;
+    }
+    if (arg == "--fold") {
+      out->fold = true;
       continue;
     }
     static const char* const kWithValue[] = {

@@ -22,6 +22,7 @@ struct Options {
   DeviceChoice device = DeviceChoice::automatic;
   std::string data_dir = BNORM_LENET_DEFAULT_DATA;
   double require_test_acc = -1.0;  // < 0: no requirement
+  bool fold = false;  // also evaluate with batch norm folded into the layers before it
   bool help = false;
 };
 
