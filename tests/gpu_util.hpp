@@ -51,15 +51,17 @@ class DeviceFloats {
   size_t count_, offset_;
 };
 
-// Every configuration dispatch lists for the call: the heuristic's first.
+// Every configuration dispatch lists for the call: the heuristic's first. groups counts
+// for group norm only (the _grouped listing is the plain one for every other op).
 inline std::vector<std::string> list_configs(bnorm_handle_t gpu, bnorm_op_t op, const bnorm_tensor_t& d,
-                                             bool aligned16) {
+                                             bool aligned16, int64_t groups = 1) {
   int count = 0;
   size_t needed = 0;
-  EXPECT_EQ(bnorm_list_variants(gpu, op, &d, aligned16, nullptr, 0, &count, &needed), BNORM_STATUS_SUCCESS)
+  EXPECT_EQ(bnorm_list_variants_grouped(gpu, op, &d, groups, aligned16, nullptr, 0, &count, &needed),
+            BNORM_STATUS_SUCCESS)
       << bnorm_last_error();
   std::string buf(needed, '\0');
-  EXPECT_EQ(bnorm_list_variants(gpu, op, &d, aligned16, buf.data(), buf.size(), &count, nullptr),
+  EXPECT_EQ(bnorm_list_variants_grouped(gpu, op, &d, groups, aligned16, buf.data(), buf.size(), &count, nullptr),
             BNORM_STATUS_SUCCESS);
   std::vector<std::string> out;
   std::istringstream in(buf.c_str());

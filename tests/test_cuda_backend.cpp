@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "bnorm/bnorm.h"
+#include "device_buffer.hpp"
+#include "gpu_util.hpp"
 #include "reference.hpp"
 
 namespace {
@@ -22,80 +24,14 @@ using namespace bnorm_test;
 
 #define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
 
-// Device memory for count elements of elem bytes, with room for an offset (to misalign
-// on purpose). Values travel as floats and are stored as the buffer's dtype.
-class DeviceBuffer {
- public:
-  DeviceBuffer(size_t count, bnorm_dtype_t t = BNORM_DTYPE_F32, size_t offset_elems = 0)
-      : count_(count), dtype_(t), offset_(offset_elems * elem_size(t)) {
-    if (cudaMalloc(&base_, count * elem_size(t) + offset_ + 16) != cudaSuccess) base_ = nullptr;
-  }
-  ~DeviceBuffer() { cudaFree(base_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  void* raw() const { return base_ ? static_cast<char*>(base_) + offset_ : nullptr; }
-  float* get() const { return static_cast<float*>(raw()); }
-  void upload(const std::vector<float>& v) const {
-    ASSERT_EQ(v.size(), count_);
-    const auto bytes = to_storage(v, dtype_);
-    ASSERT_EQ(cudaMemcpy(raw(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  std::vector<float> download() const {
-    std::vector<unsigned char> bytes(count_ * elem_size(dtype_));
-    EXPECT_EQ(cudaMemcpy(bytes.data(), raw(), bytes.size(), cudaMemcpyDeviceToHost), cudaSuccess);
-    return from_storage(bytes, dtype_);
-  }
-
- private:
-  void* base_ = nullptr;
-  size_t count_;
-  bnorm_dtype_t dtype_;
-  size_t offset_;
-};
-
-// A host tensor in a dtype's storage, for the CPU backend.
-struct HostTensor {
-  bnorm_dtype_t dtype;
-  std::vector<unsigned char> bytes;
-  HostTensor(const std::vector<float>& v, bnorm_dtype_t t) : dtype(t), bytes(to_storage(v, t)) {}
-  void* data() { return bytes.data(); }
-  std::vector<float> values() const { return from_storage(bytes, dtype); }
-};
-
-class Gpu : public testing::Test {
+class Gpu : public GpuTest {
  protected:
-  void SetUp() override {
-    const bnorm_status_t s = bnorm_create(&gpu_, BNORM_BACKEND_CUDA, 0);
-    if (s == BNORM_STATUS_NO_DEVICE) GTEST_SKIP() << "no CUDA device: " << bnorm_last_error();
-    ASSERT_EQ(s, BNORM_STATUS_SUCCESS) << bnorm_last_error();
-    ASSERT_EQ(bnorm_create(&cpu_, BNORM_BACKEND_CPU, 0), BNORM_STATUS_SUCCESS);
-  }
-  void TearDown() override {
-    if (gpu_) {
-      EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      bnorm_destroy(gpu_);
-    }
-    if (cpu_) bnorm_destroy(cpu_);
-  }
-
+  // Every configuration of the call; a shape the tests use always has one.
   std::vector<std::string> configs(bnorm_op_t op, const bnorm_tensor_t& d, bool aligned) {
-    int count = 0;
-    size_t needed = 0;
-    EXPECT_EQ(bnorm_list_variants(gpu_, op, &d, aligned, nullptr, 0, &count, &needed), BNORM_STATUS_SUCCESS);
-    std::string buf(needed, '\0');
-    EXPECT_EQ(bnorm_list_variants(gpu_, op, &d, aligned, buf.data(), buf.size(), &count, nullptr),
-              BNORM_STATUS_SUCCESS);
-    std::vector<std::string> out;
-    std::istringstream in(buf.c_str());
-    for (std::string line; std::getline(in, line);)
-      if (!line.empty()) out.push_back(line);
-    EXPECT_EQ(static_cast<int>(out.size()), count);
-    EXPECT_GT(count, 0);
+    std::vector<std::string> out = list_configs(gpu_, op, d, aligned);
+    EXPECT_FALSE(out.empty());
     return out;
   }
-
-  bnorm_handle_t gpu_ = nullptr;
-  bnorm_handle_t cpu_ = nullptr;
 };
 
 // GPU fp32 Welford against CPU fp64: a few ulps per step of the reduction tree.

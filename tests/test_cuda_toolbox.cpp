@@ -18,52 +18,19 @@
 
 #include "bnorm/bnorm.h"
 #include "device_buffer.hpp"
+#include "gpu_util.hpp"
 #include "reference_norms.hpp"
 
 namespace {
 
 using namespace bnorm_test;
 
-class GpuToolbox : public testing::Test {
+class GpuToolbox : public GpuTest {
  protected:
-  void SetUp() override {
-    const bnorm_status_t s = bnorm_create(&gpu_, BNORM_BACKEND_CUDA, 0);
-    if (s == BNORM_STATUS_NO_DEVICE) GTEST_SKIP() << "no CUDA device: " << bnorm_last_error();
-    ASSERT_EQ(s, BNORM_STATUS_SUCCESS) << bnorm_last_error();
-    ASSERT_EQ(bnorm_create(&cpu_, BNORM_BACKEND_CPU, 0), BNORM_STATUS_SUCCESS);
-  }
-  void TearDown() override {
-    if (gpu_) {
-      EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      bnorm_destroy(gpu_);
-    }
-    if (cpu_) bnorm_destroy(cpu_);
-  }
-
   // Every configuration supporting the call (groups only matters for group norm).
   std::vector<std::string> configs(bnorm_op_t op, const bnorm_tensor_t& d, int64_t groups = 1, bool aligned = true) {
-    int count = 0;
-    size_t needed = 0;
-    EXPECT_EQ(bnorm_list_variants_grouped(gpu_, op, &d, groups, aligned, nullptr, 0, &count, &needed),
-              BNORM_STATUS_SUCCESS)
-        << bnorm_last_error();
-    std::string buf(needed, '\0');
-    EXPECT_EQ(bnorm_list_variants_grouped(gpu_, op, &d, groups, aligned, buf.data(), buf.size(), &count, nullptr),
-              BNORM_STATUS_SUCCESS);
-    std::vector<std::string> out;
-    std::istringstream in(buf.c_str());
-    for (std::string line; std::getline(in, line);)
-      if (!line.empty()) out.push_back(line);
-    EXPECT_EQ(static_cast<int>(out.size()), count);
-    return out;
+    return list_configs(gpu_, op, d, aligned, groups);
   }
-
-  void force(bnorm_op_t op, const std::string& spec) {
-    ASSERT_EQ(bnorm_set_variant(gpu_, op, spec.c_str()), BNORM_STATUS_SUCCESS) << spec << ": " << bnorm_last_error();
-  }
-
-  bnorm_handle_t gpu_ = nullptr;
-  bnorm_handle_t cpu_ = nullptr;
 };
 
 // GPU fp32 statistics against the CPU's fp64: as test_cuda_backend.cpp.
