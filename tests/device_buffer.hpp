@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "host_helpers.hpp"
 #include "reference.hpp"
 
 namespace bnorm_test {
@@ -41,15 +42,6 @@ class DeviceBuffer {
   size_t count_;
   bnorm_dtype_t dtype_;
   size_t offset_;
-};
-
-// A host tensor in a dtype's storage, for the CPU backend.
-struct HostTensor {
-  bnorm_dtype_t dtype;
-  std::vector<unsigned char> bytes;
-  HostTensor(const std::vector<float>& v, bnorm_dtype_t t) : dtype(t), bytes(to_storage(v, t)) {}
-  void* data() { return bytes.data(); }
-  std::vector<float> values() const { return from_storage(bytes, dtype); }
 };
 
 }  // namespace bnorm_test

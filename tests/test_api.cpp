@@ -14,6 +14,7 @@
 #include "bad_calls.hpp"
 #include "bnorm/bnorm.h"
 #include "c_caller.h"
+#include "host_helpers.hpp"
 #include "reference.hpp"
 
 namespace {
@@ -21,12 +22,6 @@ namespace {
 using namespace bnorm_test;
 
 constexpr float kSentinel = 12345.678f;
-
-struct Handle {
-  bnorm_handle_t h = nullptr;
-  explicit Handle(bnorm_backend_t b = BNORM_BACKEND_CPU) { EXPECT_EQ(bnorm_create(&h, b, 0), BNORM_STATUS_SUCCESS); }
-  ~Handle() { bnorm_destroy(h); }
-};
 
 TEST(Api, VersionAndStatusStrings) {
   EXPECT_EQ(bnorm_get_version(), BNORM_VERSION);

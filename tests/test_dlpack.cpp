@@ -10,6 +10,7 @@
 
 #include "bnorm/bnorm.h"
 #include "bnorm/bnorm_dlpack.h"
+#include "host_helpers.hpp"
 #include "reference.hpp"
 
 namespace {
@@ -17,12 +18,6 @@ namespace {
 using namespace bnorm_test;
 
 constexpr float kSentinel = 12345.678f;
-
-struct Handle {
-  bnorm_handle_t h = nullptr;
-  Handle() { EXPECT_EQ(bnorm_create(&h, BNORM_BACKEND_CPU, 0), BNORM_STATUS_SUCCESS); }
-  ~Handle() { bnorm_destroy(h); }
-};
 
 // A DLTensor over a vector's storage, owning its shape and strides.
 struct Tensor : DLTensor {

@@ -23,17 +23,12 @@
 #include "bnorm/bnorm.h"
 #include "closed_form_checks.hpp"
 #include "edge_cases.hpp"
+#include "host_helpers.hpp"
 #include "reference.hpp"
 
 namespace {
 
 using namespace bnorm_test;
-
-struct Handle {
-  bnorm_handle_t h = nullptr;
-  Handle() { EXPECT_EQ(bnorm_create(&h, BNORM_BACKEND_CPU, 0), BNORM_STATUS_SUCCESS); }
-  ~Handle() { bnorm_destroy(h); }
-};
 
 // float64 accumulation, one rounding to float32: a few float32 ulps.
 constexpr double kTol = 2e-6;

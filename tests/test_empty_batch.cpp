@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bnorm/bnorm.h"
+#include "host_helpers.hpp"
 #include "reference.hpp"
 
 namespace {
@@ -15,12 +16,6 @@ namespace {
 using namespace bnorm_test;
 
 constexpr float kSentinel = 12345.678f;
-
-struct Handle {
-  bnorm_handle_t h = nullptr;
-  Handle() { EXPECT_EQ(bnorm_create(&h, BNORM_BACKEND_CPU, 0), BNORM_STATUS_SUCCESS); }
-  ~Handle() { bnorm_destroy(h); }
-};
 
 struct Channels {
   std::vector<float> gamma, beta, rm, rv, sm, si, dg, db;

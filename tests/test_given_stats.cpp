@@ -12,17 +12,12 @@
 #include <vector>
 
 #include "bnorm/bnorm.h"
+#include "host_helpers.hpp"
 #include "reference_norms.hpp"
 
 namespace {
 
 using namespace bnorm_test;
-
-struct Handle {
-  bnorm_handle_t h = nullptr;
-  Handle() { EXPECT_EQ(bnorm_create(&h, BNORM_BACKEND_CPU, 0), BNORM_STATUS_SUCCESS); }
-  ~Handle() { bnorm_destroy(h); }
-};
 
 // ---- folding ---------------------------------------------------------------------
 

@@ -11,26 +11,12 @@
 #include <vector>
 
 #include "bnorm/bnorm.h"
+#include "host_helpers.hpp"
 #include "reference_norms.hpp"
 
 namespace {
 
 using namespace bnorm_test;
-
-struct Handle {
-  bnorm_handle_t h = nullptr;
-  Handle() { EXPECT_EQ(bnorm_create(&h, BNORM_BACKEND_CPU, 0), BNORM_STATUS_SUCCESS); }
-  ~Handle() { bnorm_destroy(h); }
-};
-
-// A host tensor in its dtype's storage.
-struct HostTensor {
-  bnorm_dtype_t dtype;
-  std::vector<unsigned char> bytes;
-  HostTensor(const std::vector<float>& v, bnorm_dtype_t t) : dtype(t), bytes(to_storage(v, t)) {}
-  void* data() { return bytes.data(); }
-  std::vector<float> values() const { return from_storage(bytes, dtype); }
-};
 
 enum class Kind { kGroup, kInstance, kLayer };
 
