@@ -225,9 +225,7 @@ Status backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, const v
   if (dz) BNORM_TRY(require_tensor(dz, "dz", *d));
   BNORM_TRY(optional(dgamma, "dgamma"));
   BNORM_TRY(optional(dbeta, "dbeta"));
-  BNORM_TRY(check_overlap(dx, "dx", dy, "dy", *d));
-  if (dx && dx == x) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias x (it may alias dy)");
-  BNORM_TRY(check_overlap(dx, "dx", x, "x", *d));
+  BNORM_TRY(check_dx_aliasing(dx, x, dy, *d));
   if (dz) {
     if (dz == dx && dx) return make_status(BNORM_STATUS_INVALID_VALUE, "dz must not alias dx");
     if (dz == x || (relu && dz == y))

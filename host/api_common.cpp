@@ -118,6 +118,12 @@ Status check_overlap(const void* a, const char* an, const void* b, const char* b
   return overlap_elems(a, an, b, bn, elem_bytes(d), numel(d));
 }
 
+Status check_dx_aliasing(const void* dx, const void* x, const void* dy, const bnorm_tensor_t& d) {
+  BNORM_TRY(check_overlap(dx, "dx", dy, "dy", d));
+  if (dx && dx == x) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias x (it may alias dy)");
+  return check_overlap(dx, "dx", x, "x", d);
+}
+
 Status check_overlap_floats(const void* a, const char* an, const void* b, const char* bn, int64_t count) {
   return overlap_elems(a, an, b, bn, sizeof(float), count);
 }

@@ -63,6 +63,8 @@ Status check_momentum(float momentum);
 Status check_op(const bnorm_op_t& op);
 // Two tensors of d's size may be the same buffer or disjoint, never partly overlap.
 Status check_overlap(const void* a, const char* an, const void* b, const char* bn, const bnorm_tensor_t& d);
+// A backward's dx: may be dy's buffer (in place), never x's, and overlaps neither partly.
+Status check_dx_aliasing(const void* dx, const void* x, const void* dy, const bnorm_tensor_t& d);
 // Two float arrays of `count` elements each: the same or disjoint.
 Status check_overlap_floats(const void* a, const char* an, const void* b, const char* bn, int64_t count);
 

@@ -30,9 +30,7 @@ Status backward_frozen(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, 
   BNORM_TRY(require_tensor(dx, "dx", *d));
   BNORM_TRY(optional(dgamma, "dgamma"));
   BNORM_TRY(optional(dbeta, "dbeta"));
-  BNORM_TRY(check_overlap(dx, "dx", dy, "dy", *d));
-  if (dx && dx == x) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias x (it may alias dy)");
-  BNORM_TRY(check_overlap(dx, "dx", x, "x", *d));
+  BNORM_TRY(check_dx_aliasing(dx, x, dy, *d));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {dy, "dy"}, {gamma, "gamma"}, {running_mean, "running_mean"},
                                        {running_var, "running_var"}, {dx, "dx"}, {dgamma, "dgamma"},
                                        {dbeta, "dbeta"}}));
@@ -186,9 +184,7 @@ Status sync_backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, co
   BNORM_TRY(require_tensor(dx, "dx", *d));
   BNORM_TRY(optional(dgamma, "dgamma"));
   BNORM_TRY(optional(dbeta, "dbeta"));
-  BNORM_TRY(check_overlap(dx, "dx", dy, "dy", *d));
-  if (dx && dx == x) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias x (it may alias dy)");
-  BNORM_TRY(check_overlap(dx, "dx", x, "x", *d));
+  BNORM_TRY(check_dx_aliasing(dx, x, dy, *d));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {dy, "dy"}, {gamma, "gamma"}, {save_mean, "save_mean"},
                                        {save_invstd, "save_invstd"}, {global_stats, "global_stats"},
                                        {global_sums, "global_sums"}, {dx, "dx"}, {dgamma, "dgamma"},

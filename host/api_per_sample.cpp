@@ -76,9 +76,7 @@ Status backward(bnorm_handle* h, const Norm& nm, const bnorm_tensor_t* d, const 
   BNORM_TRY(require_tensor(dx, "dx", *d));
   BNORM_TRY(optional(dgamma, "dgamma"));
   BNORM_TRY(optional(dbeta, "dbeta"));
-  BNORM_TRY(check_overlap(dx, "dx", dy, "dy", *d));
-  if (dx && dx == x) return make_status(BNORM_STATUS_INVALID_VALUE, "dx must not alias x (it may alias dy)");
-  BNORM_TRY(check_overlap(dx, "dx", x, "x", *d));
+  BNORM_TRY(check_dx_aliasing(dx, x, dy, *d));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {dy, "dy"}, {gamma, "gamma"}, {save_mean, "save_mean"},
                                        {save_invstd, "save_invstd"}, {dx, "dx"}, {dgamma, "dgamma"},
                                        {dbeta, "dbeta"}}));
