@@ -91,6 +91,7 @@ bnorm_status_t bnorm_destroy(bnorm_handle_t h) {
 }
 
 bnorm_status_t bnorm_set_stream(bnorm_handle_t h, void* stream) {
+  BNORM_FUNC_RANGE();
   return guarded(__func__, [&]() -> Status {
     BNORM_TRY(check_handle(h));
     if (h->backend != BNORM_BACKEND_CUDA) return ok_status();
@@ -329,6 +330,7 @@ bnorm_status_t bnorm_backward_fused(bnorm_handle_t h, const bnorm_tensor_t* d, c
 // ---- dispatch control -----------------------------------------------------------
 
 bnorm_status_t bnorm_set_variant(bnorm_handle_t h, bnorm_op_t op, const char* spec) {
+  BNORM_FUNC_RANGE();
   return guarded(__func__, [&]() -> Status {
     BNORM_TRY(check_handle(h));
     BNORM_TRY(check_op(op));
@@ -430,12 +432,14 @@ extern "C" {
 
 bnorm_status_t bnorm_query_variant(bnorm_handle_t h, bnorm_op_t op, const bnorm_tensor_t* d,
                                    int aligned16, char* spec, size_t spec_len, bnorm_choice_t* why) {
+  BNORM_FUNC_RANGE();
   return guarded(__func__, [&] { return query_variant(h, op, d, 1, false, aligned16, spec, spec_len, why); });
 }
 
 bnorm_status_t bnorm_list_variants(bnorm_handle_t h, bnorm_op_t op, const bnorm_tensor_t* d,
                                    int aligned16, char* buf, size_t buf_len, int* count,
                                    size_t* needed) {
+  BNORM_FUNC_RANGE();
   return guarded(__func__,
                  [&] { return list_variants(h, op, d, 1, false, aligned16, buf, buf_len, count, needed); });
 }
@@ -443,6 +447,7 @@ bnorm_status_t bnorm_list_variants(bnorm_handle_t h, bnorm_op_t op, const bnorm_
 bnorm_status_t bnorm_query_variant_grouped(bnorm_handle_t h, bnorm_op_t op, const bnorm_tensor_t* d,
                                            int64_t groups, int aligned16, char* spec, size_t spec_len,
                                            bnorm_choice_t* why) {
+  BNORM_FUNC_RANGE();
   return guarded(__func__,
                  [&] { return query_variant(h, op, d, groups, true, aligned16, spec, spec_len, why); });
 }
@@ -450,6 +455,7 @@ bnorm_status_t bnorm_query_variant_grouped(bnorm_handle_t h, bnorm_op_t op, cons
 bnorm_status_t bnorm_list_variants_grouped(bnorm_handle_t h, bnorm_op_t op, const bnorm_tensor_t* d,
                                            int64_t groups, int aligned16, char* buf, size_t buf_len,
                                            int* count, size_t* needed) {
+  BNORM_FUNC_RANGE();
   return guarded(__func__, [&] {
     return list_variants(h, op, d, groups, true, aligned16, buf, buf_len, count, needed);
   });

@@ -138,6 +138,7 @@ Status channel_vector(const bnorm_handle& h, const DLTensor* t, const char* name
 extern "C" {
 
 bnorm_status_t bnorm_dlpack_describe(bnorm_handle_t h, const DLTensor* t, bnorm_tensor_t* desc, void** data) {
+  BNORM_FUNC_RANGE();
   return guarded(__func__, [&]() -> Status {
     BNORM_TRY(check_handle(h));
     if (!desc || !data) return make_status(BNORM_STATUS_INVALID_VALUE, "desc or data output pointer is NULL");

@@ -19,6 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nvtx.hpp"
+
 namespace bnorm::tuning {
 namespace {
 
@@ -552,6 +554,7 @@ bnorm_status_t guarded_tuning(const char* fn, F&& body) {
 extern "C" {
 
 bnorm_status_t bnorm_tuning_load(const char* path) {
+  BNORM_FUNC_RANGE();
   return guarded_tuning(__func__, [&]() -> bnorm::Status {
     if (!path || !*path)  // an argument error: the cache stays as it is
       return bnorm::make_status(BNORM_STATUS_INVALID_VALUE, "path is NULL or empty");
@@ -560,6 +563,7 @@ bnorm_status_t bnorm_tuning_load(const char* path) {
 }
 
 bnorm_status_t bnorm_tuning_clear(void) {
+  BNORM_FUNC_RANGE();
   return guarded_tuning(__func__, []() -> bnorm::Status {
     bnorm::tuning::clear();
     return bnorm::ok_status();
