@@ -2,6 +2,7 @@
 // choices for the shapes that matter (a handle is built by hand with an H100's SM count).
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <set>
 #include <string>
 
@@ -144,6 +145,35 @@ TEST(Dispatch, HandleOverrideWinsAndUnsupportedOverrideFails) {
             BNORM_STATUS_NOT_SUPPORTED);
   h.forced[BNORM_OP_FORWARD_TRAINING] = "two_pass_block:t96";
   EXPECT_EQ(bnorm::choose(h, pr, &c).code, BNORM_STATUS_NOT_SUPPORTED);
+}
+
+// BNORM_VARIANT forces the ops whose variants it names and leaves the others to the
+// heuristic; a handle's own override wins over it.
+TEST(Dispatch, EnvironmentOverrideAppliesToTheOpsItNames) {
+  struct EnvGuard {
+    ~EnvGuard() { unsetenv("BNORM_VARIANT"); }
+  } guard;
+  bnorm_handle h = h100();
+  const auto fwd = problem(BNORM_OP_FORWARD_TRAINING, 32, 64, 56, 56);
+  const auto inf = problem(BNORM_OP_FORWARD_INFERENCE, 32, 64, 56, 56);
+  bnorm::Choice c;
+  ASSERT_TRUE(bnorm::choose(h, fwd, &c).ok());
+  const std::string heuristic = bnorm::format_spec(*c.variant, c.policy);
+  ASSERT_EQ(c.why, BNORM_CHOICE_HEURISTIC);
+
+  const std::string forced = heuristic.rfind("two_pass_block", 0) == 0 ? "two_pass_split:t128:v1:s4"
+                                                                        : "two_pass_block:t128:v1:s1";
+  ASSERT_EQ(setenv("BNORM_VARIANT", forced.c_str(), 1), 0);
+  ASSERT_TRUE(bnorm::choose(h, fwd, &c).ok());
+  EXPECT_EQ(c.why, BNORM_CHOICE_OVERRIDE);
+  EXPECT_EQ(bnorm::format_spec(*c.variant, c.policy), forced);
+  // Inference has no two-pass variants: the variable does not name it.
+  ASSERT_TRUE(bnorm::choose(h, inf, &c).ok());
+  EXPECT_EQ(c.why, BNORM_CHOICE_HEURISTIC);
+
+  h.forced[BNORM_OP_FORWARD_TRAINING] = heuristic;
+  ASSERT_TRUE(bnorm::choose(h, fwd, &c).ok());
+  EXPECT_EQ(bnorm::format_spec(*c.variant, c.policy), heuristic);
 }
 
 TEST(Dispatch, SixteenBitTypesLoadEightPerAccess) {
