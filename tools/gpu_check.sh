@@ -5,9 +5,10 @@
 #   device:  bash tools/gpu_check.sh PHASE...        with .carry carried
 #
 # Phases, in this order whatever the order given (lenet after bench):
-#   test      ctest, every label, with the GPU                         -> $OUT/test.log
-#   sanitize  compute-sanitizer memcheck, racecheck, initcheck, synccheck on every
-#             gpu-labelled test binary and on bnorm-tune --check_only (all
+#   test      ctest, every label but host, with the GPU                -> $OUT/test.log
+#   sanitize  compute-sanitizer (BNORM_SANITIZE_TOOLS, default memcheck racecheck
+#             initcheck synccheck) on every gpu-labelled test binary, filtered to the
+#             small shapes (BNORM_SANITIZE_FILTER), and on bnorm-tune --check_only (all
 #             configurations of a few small shapes)                     -> $OUT/sanitize.log
 #   tune      bnorm-tune over the groups of BNORM_TUNE_GROUPS, else those of the bench
 #             (fused shapes are not tuned: they use their plain op's entries) -> $OUT/tune.log,
@@ -22,7 +23,9 @@
 # cache committed from an earlier run, say). Each call fits the device's 10 minutes:
 # the phases share BNORM_CHECK_BUDGET seconds (default 560) and a phase cut short says
 # so. The calls that fit (bench/README.md, "The GPU check"):
-#   bash tools/gpu_check.sh test sanitize
+#   bash tools/gpu_check.sh test lenet
+#   BNORM_SANITIZE_TOOLS="memcheck racecheck" bash tools/gpu_check.sh sanitize
+#   BNORM_SANITIZE_TOOLS="initcheck synccheck" bash tools/gpu_check.sh sanitize
 #   bash tools/gpu_check.sh tune bench        # the F32 NCHW groups: resnet50, lenet, odd
 #   BNORM_BENCH_GROUPS=resnet50-f16,resnet50-bf16 bash tools/gpu_check.sh bench
 #   BNORM_BENCH_GROUPS=resnet50-nhwc,resnet50-nhwc-f16,resnet50-fused bash tools/gpu_check.sh bench
@@ -31,7 +34,8 @@
 #
 # Environment: OUT (default ./out), PYTHON (python3), BNORM_CHECK_BUDGET,
 # BNORM_CHECK_WORK (scratch, default /tmp/bnorm-check), BNORM_CTEST_JOBS (4),
-# BNORM_SANITIZE_FILTER (a gtest filter for the sanitizer runs), BNORM_SANITIZE_SHAPES,
+# BNORM_SANITIZE_TOOLS, BNORM_SANITIZE_FILTER (a gtest filter for the sanitizer runs;
+# '*' for every test), BNORM_SANITIZE_SHAPES,
 # BNORM_TUNE_GROUPS, BNORM_TUNE_ARGS, BNORM_BENCH_ARGS (extra arguments), BNORM_BENCH_CHUNK (shapes per
 # bnorm-bench run, 3), BNORM_BENCH_GROUPS (suite groups of the bench phase, comma-separated,
 # default resnet50,lenet,odd; "all" for every group), BNORM_BENCH_CONFIGS (all, or top: the
@@ -69,7 +73,7 @@ for a in "$@"; do
   case $a in
     all) want+=(test sanitize tune bench lenet) ;;
     test | sanitize | tune | bench | lenet) want+=("$a") ;;
-    -h | --help) sed -n '2,42p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,45p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown phase '$a' (test sanitize tune bench all)" >&2; exit 2 ;;
   esac
 done
@@ -173,9 +177,15 @@ phase_test() {
 }
 
 # ---- sanitize -----------------------------------------------------------------------------
+# A sanitizer multiplies a kernel's time by 10-100: the default filter keeps every test
+# of the fixtures and two small shapes of the every-configuration suites (each of their
+# index paths: scalar and vector, one and many CTAs per channel), and leaves out the
+# >2^31-element tests and the repeat-for-bitwise ones (the same launches again).
+SANITIZE_FILTER_DEFAULT='Gpu.*:GpuEdges.*:GpuToolbox.*:SyncNccl.*:Agreement.*:BnOnOff/*:Suite/GpuShapes.*/3x5x7x9_*:Suite/GpuShapes.*/128x16x8x8_*:-*Repeat*'
+
 phase_sanitize() {
   local log=$OUT/sanitize.log t cs
-  t=$(phase_time 330)
+  t=$(phase_time 540)
   echo "$header" >"$log"
   if ((!have_gpu)); then
     note "skip  sanitize: no GPU"
@@ -196,29 +206,32 @@ for t in json.load(sys.stdin).get("tests", []):
     if cmd and cmd[0] not in seen:
         seen.append(cmd[0])
 print("\n".join(seen))')
-  local -a names=() cmds=()
+  local filter=${BNORM_SANITIZE_FILTER:-$SANITIZE_FILTER_DEFAULT}
+  local -a names=() cmds=() tools
+  read -r -a tools <<<"${BNORM_SANITIZE_TOOLS:-memcheck racecheck initcheck synccheck}"
   local b
   while IFS= read -r b; do
     [[ -n $b ]] || continue
     names+=("$(basename "$b")")
-    cmds+=("$b${BNORM_SANITIZE_FILTER:+ --gtest_filter=$BNORM_SANITIZE_FILTER}")
+    cmds+=("$b --gtest_filter=$filter")
   done <<<"$bins"
   names+=("bnorm-tune")
   cmds+=("$B/bench/bnorm-tune --check_only --shapes=${BNORM_SANITIZE_SHAPES:-3x5x7x9,2x1x1x1,16x6x8x8,128x84,4096x3x1x1,2x4096x1x1,16x16x8x8_f16_nhwc,2x4096x1x1_bf16}")
-  local n=$((${#cmds[@]} * 4)) per
-  per=$((t / n))
-  ((per < 20)) && per=20
-  say "sanitize: ${#cmds[@]} program(s) x 4 tools, at most $per s each"
+  local runs=$((${#cmds[@]} * ${#tools[@]})) done_runs=0 end=$((SECONDS + t)) per
+  say "sanitize: ${#cmds[@]} program(s) x ${#tools[@]} tool(s) (${tools[*]}) in $t s; filter $filter"
   local tool i rc extra
-  for tool in memcheck racecheck initcheck synccheck; do
+  for tool in "${tools[@]}"; do
     extra=()
     [[ $tool == memcheck ]] && extra=(--leak-check full)
     for i in "${!cmds[@]}"; do
-      if (($(left) < 30)); then
+      # What is left shared by the runs still to come: a quick run leaves its time to them.
+      per=$(((end - SECONDS) / (runs - done_runs)))
+      done_runs=$((done_runs + 1))
+      if ((per < 10 || $(left) < 30)); then
         bad "sanitize: $tool ${names[$i]}: not run, out of time"
         continue
       fi
-      echo "=== $tool: ${cmds[$i]}" >>"$log"
+      echo "=== $tool: ${cmds[$i]} (at most $per s)" >>"$log"
       # shellcheck disable=SC2086
       timeout "$per" "$cs" --tool "$tool" --error-exitcode 99 "${extra[@]}" ${cmds[$i]} >>"$log" 2>&1
       rc=$?
