@@ -320,24 +320,6 @@ bool verbose() {
   return v;
 }
 
-const char* op_name(bnorm_op_t op) {
-  switch (op) {
-    case BNORM_OP_FORWARD_TRAINING: return "forward_training";
-    case BNORM_OP_FORWARD_INFERENCE: return "forward_inference";
-    case BNORM_OP_BACKWARD: return "backward";
-    case BNORM_OP_BACKWARD_FROZEN: return "backward_frozen";
-    case BNORM_OP_GROUP_NORM_FORWARD: return "group_norm_forward";
-    case BNORM_OP_GROUP_NORM_BACKWARD: return "group_norm_backward";
-    case BNORM_OP_LAYER_NORM_FORWARD: return "layer_norm_forward";
-    case BNORM_OP_LAYER_NORM_BACKWARD: return "layer_norm_backward";
-    case BNORM_OP_FOLD: return "fold";
-    case BNORM_OP_SYNC_LOCAL_STATS: return "sync_local_stats";
-    case BNORM_OP_SYNC_FORWARD: return "sync_forward";
-    case BNORM_OP_SYNC_BACKWARD_SUMS: return "sync_backward_sums";
-    case BNORM_OP_SYNC_BACKWARD: return "sync_backward";
-  }
-  return "?";
-}
 
 const char* choice_name(bnorm_choice_t c) {
   switch (c) {
@@ -387,6 +369,25 @@ Choice heuristic_choice(const Problem& pr, const Device& d) {
 }
 
 }  // namespace
+
+const char* op_name(bnorm_op_t op) {
+  switch (op) {
+    case BNORM_OP_FORWARD_TRAINING: return "forward_training";
+    case BNORM_OP_FORWARD_INFERENCE: return "forward_inference";
+    case BNORM_OP_BACKWARD: return "backward";
+    case BNORM_OP_BACKWARD_FROZEN: return "backward_frozen";
+    case BNORM_OP_GROUP_NORM_FORWARD: return "group_norm_forward";
+    case BNORM_OP_GROUP_NORM_BACKWARD: return "group_norm_backward";
+    case BNORM_OP_LAYER_NORM_FORWARD: return "layer_norm_forward";
+    case BNORM_OP_LAYER_NORM_BACKWARD: return "layer_norm_backward";
+    case BNORM_OP_FOLD: return "fold";
+    case BNORM_OP_SYNC_LOCAL_STATS: return "sync_local_stats";
+    case BNORM_OP_SYNC_FORWARD: return "sync_forward";
+    case BNORM_OP_SYNC_BACKWARD_SUMS: return "sync_backward_sums";
+    case BNORM_OP_SYNC_BACKWARD: return "sync_backward";
+  }
+  return "?";
+}
 
 // Batch norm's own three operations.
 static const std::vector<Variant>& batch_norm_variants() {

@@ -81,6 +81,8 @@ struct FamilyRules {
   std::vector<kern::Policy> (*space)(const Problem&, const kern::Device&);
 };
 FamilyRules family_rules(Family f);
+// The op's name in specs, logs, the tuning cache and the tools ("forward_training", ...).
+const char* op_name(bnorm_op_t op);
 const Variant* find_variant(bnorm_op_t op, const std::string& name);
 
 // "name:t256:v4:s8"

@@ -1,6 +1,8 @@
 // See suite.hpp.
 #include "suite.hpp"
 
+#include "dispatch.hpp"  // the op names the library uses
+
 #include <cstdlib>
 #include <sstream>
 
@@ -162,24 +164,7 @@ std::vector<Shape> filter_groups(const std::vector<Shape>& shapes, const std::ve
   return out;
 }
 
-const char* op_name(bnorm_op_t op) {
-  switch (op) {
-    case BNORM_OP_FORWARD_TRAINING: return "forward_training";
-    case BNORM_OP_FORWARD_INFERENCE: return "forward_inference";
-    case BNORM_OP_BACKWARD: return "backward";
-    case BNORM_OP_BACKWARD_FROZEN: return "backward_frozen";
-    case BNORM_OP_GROUP_NORM_FORWARD: return "group_norm_forward";
-    case BNORM_OP_GROUP_NORM_BACKWARD: return "group_norm_backward";
-    case BNORM_OP_LAYER_NORM_FORWARD: return "layer_norm_forward";
-    case BNORM_OP_LAYER_NORM_BACKWARD: return "layer_norm_backward";
-    case BNORM_OP_FOLD: return "fold";
-    case BNORM_OP_SYNC_LOCAL_STATS: return "sync_local_stats";
-    case BNORM_OP_SYNC_FORWARD: return "sync_forward";
-    case BNORM_OP_SYNC_BACKWARD_SUMS: return "sync_backward_sums";
-    case BNORM_OP_SYNC_BACKWARD: return "sync_backward";
-  }
-  return "?";
-}
+const char* op_name(bnorm_op_t op) { return bnorm::op_name(op); }
 
 bool parse_op(const std::string& s, bnorm_op_t* op) {
   for (int o = BNORM_OP_FORWARD_TRAINING; o <= BNORM_OP_SYNC_BACKWARD; ++o)
