@@ -7,19 +7,12 @@
 #include <set>
 #include <string>
 
+#include "fake_gpu.hpp"
 #include "host/dispatch.hpp"
 
 namespace {
 
-bnorm_handle h100() {
-  bnorm_handle h;
-  h.backend = BNORM_BACKEND_CUDA;
-  h.gpu_name = "NVIDIA H100 80GB HBM3";
-  h.cc_major = 9;
-  h.dev.sm_count = 132;
-  h.dev.max_threads_per_sm = 2048;
-  return h;
-}
+bnorm_handle h100() { return bnorm_test::fake_gpu(); }
 
 bnorm::Problem problem(bnorm_op_t op, int64_t n, int64_t c, int64_t h, int64_t w, int64_t groups = 1,
                        bnorm_layout_t layout = BNORM_LAYOUT_NCHW, bool aligned = true) {

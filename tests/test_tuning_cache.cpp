@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bnorm/bnorm.h"
+#include "fake_gpu.hpp"
 #include "dispatch.hpp"
 #include "handle.hpp"
 #include "tuning_cache.hpp"
@@ -25,16 +26,7 @@ using bnorm::tuning::Key;
 
 constexpr const char* kGpu = "Test GPU 132";
 
-bnorm_handle fake_gpu(const char* name = kGpu, int sm_count = 132) {
-  bnorm_handle h;
-  h.backend = BNORM_BACKEND_CUDA;
-  h.gpu_name = name;
-  h.cc_major = 9;
-  h.cc_minor = 0;
-  h.dev.sm_count = sm_count;
-  h.dev.max_threads_per_sm = 2048;
-  return h;
-}
+bnorm_handle fake_gpu(const char* name = kGpu, int sm_count = 132) { return bnorm_test::fake_gpu(name, sm_count); }
 
 bnorm_tensor_t nchw(int64_t n, int64_t c, int64_t h, int64_t w) {
   return bnorm_tensor_t{n, c, h, w, BNORM_LAYOUT_NCHW, BNORM_DTYPE_F32};
