@@ -110,35 +110,28 @@ class GpuEdges : public GpuTest {};
 
 // ---- nothing written on failure ----------------------------------------------------------
 
-// Device images of every buffer of one call (bad_calls.hpp's CallBuffers), re-uploaded
-// before each call and compared bitwise after it.
+// Device images of every buffer of one call (bad_calls.hpp's call_buffer_images),
+// re-uploaded before each call and compared bitwise after it.
 struct DeviceCallBuffers {
-  bnorm_tensor_t d = nchw(4, 3, 5, 5);
-  std::vector<std::vector<float>> host;  // x y dy dx gamma beta rm rv sm si dg db scratch z dz
+  bnorm_tensor_t d = nchw(4, 6, 5, 5);
+  std::vector<BufferImage> host = call_buffer_images(d);
   std::vector<std::unique_ptr<DeviceFloats>> dev;
   DeviceCallBuffers() {
-    const int64_t n = numel(d);
-    const std::vector<float> out(n, 12345.678f), out_c(d.c, 12345.678f);
-    host = {random_tensor(d, 1), out,  random_tensor(d, 2),          out,
-            random_vector(d.c, 3, 0.5, 1.5), random_vector(d.c, 4, -1, 1), out_c, out_c,
-            random_vector(d.c, 5, -1, 1), random_vector(d.c, 6, 0.5, 2), out_c, out_c,
-            random_vector(2 * n, 7, -1, 1), random_tensor(d, 8), out};
-    for (const auto& h : host) dev.push_back(std::make_unique<DeviceFloats>(h.size()));
+    for (const auto& h : host) dev.push_back(std::make_unique<DeviceFloats>(h.values.size()));
   }
   void reset() {
-    for (size_t i = 0; i < host.size(); ++i) dev[i]->upload(host[i]);
+    for (size_t i = 0; i < host.size(); ++i) dev[i]->upload(host[i].values);
   }
   CallBuffers ptrs() const {
-    auto p = [&](int i) { return dev[i]->get(); };
-    return {d, p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12), p(13), p(14)};
+    std::vector<float*> p;
+    for (const auto& b : dev) p.push_back(b->get());
+    return call_buffers(d, p);
   }
   // Which buffers differ from their images (names, empty when none).
   std::string changed() const {
-    static const char* names[] = {"x", "y", "dy", "dx", "gamma", "beta", "running_mean", "running_var",
-                                  "save_mean", "save_invstd", "dgamma", "dbeta", "scratch", "z", "dz"};
     std::string out;
     for (size_t i = 0; i < host.size(); ++i)
-      if (!bitwise(dev[i]->download(), host[i])) out += std::string(out.empty() ? "" : ", ") + names[i];
+      if (!bitwise(dev[i]->download(), host[i].values)) out += std::string(out.empty() ? "" : ", ") + host[i].name;
     return out;
   }
 };
@@ -158,6 +151,18 @@ TEST_F(GpuEdges, EveryBadCallFailsAndWritesNothing) {
     EXPECT_NE(std::string(bnorm_last_error()).find(bc.mentions), std::string::npos)
         << "message '" << bnorm_last_error() << "' should mention '" << bc.mentions << "'";
     EXPECT_EQ(b.changed(), "");
+  }
+}
+
+// The calls the bad ones are edits of run on the device too, writing their outputs only.
+TEST_F(GpuEdges, EveryValidCallWritesItsOutputsOnly) {
+  DeviceCallBuffers b;
+  for (const ValidCall& vc : valid_calls()) {
+    SCOPED_TRACE(vc.what);
+    b.reset();
+    EXPECT_EQ(vc.call(gpu_, b.ptrs()), BNORM_STATUS_SUCCESS) << bnorm_last_error();
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(b.changed(), vc.writes);
   }
 }
 

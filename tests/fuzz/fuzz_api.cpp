@@ -2,7 +2,9 @@
 // dispatch queries.
 //
 // Each input becomes one call of bnorm_forward_training, bnorm_forward_inference or
-// bnorm_backward on a CPU handle, or a round of bnorm_set_variant / query_variant /
+// bnorm_backward (plain or fused) on a CPU handle, one call of the toolbox (frozen
+// backward, fold, the five synchronized calls, group, instance and layer norm forward
+// and backward) on a CPU handle, or a round of bnorm_set_variant / query_variant /
 // list_variants on a CPU handle or on a CUDA handle built in memory (dispatch needs only
 // the GPU's identity, so its heuristics run here without a GPU). Fuzzed: the descriptor
 // (sizes from negative through 2^62 and past, layouts and dtypes outside their enums),
@@ -20,12 +22,17 @@
 //     moderate (|v| <= 1e3, running_var >= 0; under that bound every output of the
 //     three formulas fits float32 whatever eps is: |xhat| <= sqrt(M) <= 64 in training,
 //     1/sqrt(running_var + eps) <= 2.7e22 in inference, |dx| < 1e26 in backward);
-// and ASan/UBSan abort on any memory error or undefined behaviour on the way.
+// and ASan/UBSan abort on any memory error or undefined behaviour on the way. The
+// toolbox's calls are held to the same rules except for values (their unit tests compare
+// them with references): a successful one must have written every element of its
+// outputs (f32 tensors, every array), nothing past them, and changed no input. The last
+// byte of an input selects the call.
 // Buffers are sized from the descriptor only when it has at most kMaxElems elements; a
 // larger descriptor gets small buffers, so a call the model accepts with it is not made
 // (the library cannot know how large a buffer is), while every call it rejects is.
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -228,7 +235,12 @@ uintptr_t addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
 // ---- one call -----------------------------------------------------------------------
 
-enum Op { kTrain, kInference, kBackward, kTrainFused, kInferFused, kBackFused, kQueriesCpu, kQueriesCuda, kOpCount };
+// The first eight as before the toolbox ops came (the seeds' last byte selects the op).
+enum Op {
+  kTrain, kInference, kBackward, kTrainFused, kInferFused, kBackFused, kQueriesCpu, kQueriesCuda,
+  kFrozen, kFold, kSyncLocal, kSyncMerge, kSyncForward, kSyncSums, kSyncBackward,
+  kGroupFwd, kGroupBwd, kInstanceFwd, kInstanceBwd, kLayerFwd, kLayerBwd, kOpCount
+};
 
 // Tensor arguments (x, z: forward inputs; y: forward output, backward's ReLU mask;
 // dy: backward input; dx, dz: backward outputs) and per-channel ones.
@@ -315,6 +327,24 @@ void expect_written(const float* p, int64_t count, const char* name) {
     if (is_sentinel(p[i])) fail("%s[%lld] was not written", name, static_cast<long long>(i));
 }
 
+// The descriptor: its sizes, layout and dtype, and the model's view of them.
+void decode_tensor(FuzzedDataProvider& f, Tensor& t, bnorm_tensor_t& desc) {
+  t.n = fuzz_dim(f);
+  t.c = fuzz_dim(f);
+  t.h = fuzz_dim(f);
+  t.w = fuzz_dim(f);
+  t.layout = fuzz_enum(f, 2);
+  t.dtype = f.ConsumeIntegralInRange<int>(0, 3) == 0 ? fuzz_enum(f, 3) : BNORM_DTYPE_F32;
+  const int64_t dims[4] = {t.n, t.c, t.h, t.w};
+  t.numel = model_numel(dims);
+  t.small = t.numel > 0 && t.numel <= kMaxElems;
+  desc.n = t.n;
+  desc.c = t.c;
+  desc.h = t.h;
+  desc.w = t.w;
+  c_caller_set_enums(&desc, t.layout, t.dtype);  // any int, as a C caller may
+}
+
 void run_tensor_op(FuzzedDataProvider& f, bnorm_handle_t cpu, Op op) {
   Call c{};
   c.op = op;
@@ -326,20 +356,7 @@ void run_tensor_op(FuzzedDataProvider& f, bnorm_handle_t cpu, Op op) {
   c.null_handle = f.ConsumeIntegralInRange<int>(0, 15) == 0;
   c.null_desc = f.ConsumeIntegralInRange<int>(0, 15) == 0;
   Tensor& t = c.t;
-  t.n = fuzz_dim(f);
-  t.c = fuzz_dim(f);
-  t.h = fuzz_dim(f);
-  t.w = fuzz_dim(f);
-  t.layout = fuzz_enum(f, 2);
-  t.dtype = f.ConsumeIntegralInRange<int>(0, 3) == 0 ? fuzz_enum(f, 3) : BNORM_DTYPE_F32;
-  const int64_t dims[4] = {t.n, t.c, t.h, t.w};
-  t.numel = model_numel(dims);
-  t.small = t.numel > 0 && t.numel <= kMaxElems;
-  c.desc.n = t.n;
-  c.desc.c = t.c;
-  c.desc.h = t.h;
-  c.desc.w = t.w;
-  c_caller_set_enums(&c.desc, t.layout, t.dtype);  // any int, as a C caller may
+  decode_tensor(f, t, c.desc);
   c.eps = fuzz_scalar(f, 1e-5f);
   c.momentum = fuzz_scalar(f, 0.1f);
   c.misalign = f.ConsumeBool() ? 1 : 2;
@@ -512,6 +529,355 @@ void run_tensor_op(FuzzedDataProvider& f, bnorm_handle_t cpu, Op op) {
   }
 }
 
+// ---- the toolbox's calls ------------------------------------------------------------
+//
+// Frozen, folded and synchronized batch norm and the per-sample norms. The same
+// decoding and the same property as above, except that values are not checked (the unit
+// tests compare them with references): a successful call wrote every element of its
+// outputs and nothing past them, and changed no input.
+
+// The small arrays: per channel, per value (layer norm), per row (the per-sample norms'
+// saved statistics), per output channel (fold), Welford states and backward sums.
+enum A { aGamma, aBeta, aRM, aRV, aSM, aSI, aDG, aDB, aBias, aBiasOut, aStats, aGlobal, aSums, kArrays };
+
+struct ToolCall {
+  Op op;
+  Tensor t;
+  bnorm_tensor_t desc;
+  bool null_handle, null_desc;
+  bool sized;  // buffers sized from the descriptor (n = 0 included)
+  float eps, momentum;
+  int misalign;
+  int64_t groups = 1;  // group norm's
+  int64_t ranks = 1;   // merge's
+  Buf tb[kTensors], ab[kArrays];
+  bool used_t[kTensors] = {}, used_a[kArrays] = {};
+  int64_t count_a[kArrays] = {};  // elements the call may read or write
+  void* tp[kTensors] = {};
+  float* ap[kArrays] = {};
+};
+
+bool per_sample_op(Op op) { return op >= kGroupFwd; }
+bool layer_op(Op op) { return op == kLayerFwd || op == kLayerBwd; }
+bool per_sample_forward_op(Op op) { return op == kGroupFwd || op == kInstanceFwd || op == kLayerFwd; }
+
+int64_t gcd64(int64_t a, int64_t b) { return b == 0 ? a : gcd64(b, a % b); }
+
+bool model_accepts_toolbox(const ToolCall& c) {
+  const Tensor& t = c.t;
+  if (c.null_handle) return false;
+  const auto chan = [&](int i) { return c.ap[i] && addr(c.ap[i]) % 4 == 0; };
+  const auto chan_opt = [&](int i) { return !c.ap[i] || addr(c.ap[i]) % 4 == 0; };
+  if (c.op == kSyncMerge) {
+    if (t.c < 1 || c.ranks < 1 || t.c > (int64_t{1} << 40) / c.ranks) return false;
+    if (!chan(aStats) || !chan(aGlobal)) return false;
+    const uintptr_t g = addr(c.ap[aStats]), o = addr(c.ap[aGlobal]);
+    const uintptr_t g_bytes = static_cast<uintptr_t>(3 * t.c * c.ranks) * 4, o_bytes = static_cast<uintptr_t>(3 * t.c) * 4;
+    return g + g_bytes <= o || o + o_bytes <= g;  // disjoint
+  }
+  if (c.null_desc || t.numel < 0) return false;
+  if (t.layout != BNORM_LAYOUT_NCHW && t.layout != BNORM_LAYOUT_NHWC) return false;
+  if (t.dtype < BNORM_DTYPE_F32 || t.dtype > BNORM_DTYPE_BF16) return false;
+  const uintptr_t elem = static_cast<uintptr_t>(t.elem());
+  const auto tensor = [&](int i) { return (c.tp[i] || t.numel == 0) && addr(c.tp[i]) % elem == 0; };
+  const auto partial = [&](int a, int b) {
+    if (!c.tp[a] || !c.tp[b] || c.tp[a] == c.tp[b]) return false;
+    const uintptr_t pa = addr(c.tp[a]), pb = addr(c.tp[b]);
+    return (pa > pb ? pa - pb : pb - pa) / elem < static_cast<uintptr_t>(t.numel);
+  };
+  // A backward's dx: dy's buffer or disjoint from it; never x's, nor partly over it.
+  const auto dx_ok = [&] {
+    return !partial(tDX, tDY) && !(c.tp[tDX] && c.tp[tDX] == c.tp[tX]) && !partial(tDX, tX);
+  };
+  const bool eps_ok = c.eps > 0.0f && std::isfinite(c.eps);
+  switch (c.op) {
+    case kFrozen:
+      return (c.tp[tX] || c.ap[aDG] || c.ap[aDB] ? tensor(tX) : true) && tensor(tDY) && chan_opt(aGamma) &&
+             chan(aRM) && chan(aRV) && eps_ok && tensor(tDX) && chan_opt(aDG) && chan_opt(aDB) && dx_ok();
+    case kFold: {
+      if (!(tensor(tX) && chan_opt(aBias) && chan_opt(aGamma) && chan_opt(aBeta) && chan(aRM) && chan(aRV) &&
+            eps_ok && tensor(tY) && (t.n == 0 || chan(aBiasOut)) && !partial(tX, tY)))
+        return false;
+      if (!c.ap[aBias] || !c.ap[aBiasOut] || c.ap[aBias] == c.ap[aBiasOut]) return true;
+      const uintptr_t pa = addr(c.ap[aBias]), pb = addr(c.ap[aBiasOut]);
+      return (pa > pb ? pa - pb : pb - pa) / 4 >= static_cast<uintptr_t>(t.n);
+    }
+    case kSyncLocal: return tensor(tX) && chan(aStats);
+    case kSyncForward:
+      return tensor(tX) && tensor(tY) && chan_opt(aGamma) && chan_opt(aBeta) && chan(aStats) && chan_opt(aRM) &&
+             chan_opt(aRV) && chan_opt(aSM) && chan_opt(aSI) && eps_ok && c.momentum >= 0.0f && c.momentum <= 1.0f &&
+             (c.ap[aRM] == nullptr) == (c.ap[aRV] == nullptr) && !partial(tX, tY);
+    case kSyncSums: return tensor(tX) && tensor(tDY) && chan(aSM) && chan(aSums);
+    case kSyncBackward:
+      return tensor(tX) && tensor(tDY) && chan_opt(aGamma) && chan(aSM) && chan(aSI) && chan(aStats) && chan(aSums) &&
+             tensor(tDX) && chan_opt(aDG) && chan_opt(aDB) && dx_ok();
+    default: break;
+  }
+  // The per-sample norms.
+  if (!layer_op(c.op) && (c.groups < 1 || t.c % c.groups != 0)) return false;
+  if (per_sample_forward_op(c.op))
+    return tensor(tX) && tensor(tY) && chan_opt(aGamma) && chan_opt(aBeta) && eps_ok && chan_opt(aSM) &&
+           chan_opt(aSI) && !partial(tX, tY);
+  return tensor(tX) && tensor(tDY) && chan_opt(aGamma) && (t.n == 0 || (chan(aSM) && chan(aSI))) && tensor(tDX) &&
+         chan_opt(aDG) && chan_opt(aDB) && dx_ok();
+}
+
+void run_toolbox_op(FuzzedDataProvider& f, bnorm_handle_t cpu, Op op) {
+  ToolCall c{};
+  c.op = op;
+  c.null_handle = f.ConsumeIntegralInRange<int>(0, 15) == 0;
+  c.null_desc = f.ConsumeIntegralInRange<int>(0, 15) == 0;
+  Tensor& t = c.t;
+  decode_tensor(f, t, c.desc);
+  c.eps = fuzz_scalar(f, 1e-5f);
+  c.momentum = fuzz_scalar(f, 0.1f);
+  c.misalign = f.ConsumeBool() ? 1 : 2;
+  if (op == kGroupFwd || op == kGroupBwd) {
+    switch (f.ConsumeIntegralInRange<int>(0, 3)) {
+      case 0: c.groups = f.ConsumeIntegral<int64_t>(); break;
+      case 1: c.groups = f.ConsumeIntegralInRange<int64_t>(-2, 9); break;
+      default: c.groups = t.c >= 1 ? gcd64(t.c, f.ConsumeIntegralInRange<int64_t>(1, 8)) : 1;  // divides c
+    }
+  } else if (op == kInstanceFwd || op == kInstanceBwd) {
+    c.groups = t.c;
+  }
+  if (op == kSyncMerge)
+    c.ranks = f.ConsumeIntegralInRange<int>(0, 7) == 0 ? fuzz_dim(f) : f.ConsumeIntegralInRange<int64_t>(1, 4);
+
+  // Sizes: every array from the descriptor when the call could be valid and is small
+  // (then no size below overflows); else small buffers, for calls that must fail.
+  if (op == kSyncMerge)
+    c.sized = t.c >= 1 && c.ranks >= 1 && t.c <= kMaxElems && c.ranks <= kMaxElems / t.c;
+  else
+    c.sized = t.numel >= 0 && t.c * t.h * t.w <= kMaxElems && t.numel <= kMaxElems;
+  const bool groups_ok = layer_op(op) || (c.groups >= 1 && t.c >= 1 && t.c % c.groups == 0);
+  const bool sized = c.sized && (!per_sample_op(op) || groups_ok);
+  const int64_t features = !sized ? kSmallBuffer : layer_op(op) ? t.c * t.h * t.w : t.c;
+  const int64_t rows = !sized ? kSmallBuffer : layer_op(op) ? t.n : t.n * c.groups;
+  const int64_t nc = sized ? t.c : kSmallBuffer, n_out = sized ? t.n : kSmallBuffer;
+  const int64_t states = sized ? 3 * t.c : kSmallBuffer, sums = sized ? 2 * t.c : kSmallBuffer;
+  const int64_t gathered = sized ? 3 * t.c * c.ranks : kSmallBuffer;
+  const int64_t ne = sized ? std::max<int64_t>(t.numel, 1) : kSmallBuffer;
+
+  const auto tensor = [&](int i, bool input, Choice ch) {
+    c.used_t[i] = true;
+    c.tb[i].make(ne);
+    if (input) fill(f, c.tb[i], false);
+    switch (ch.kind) {
+      case kNull: c.tp[i] = nullptr; break;
+      case kValid: c.tp[i] = c.tb[i].v.data(); break;
+      case kMisaligned: c.tp[i] = reinterpret_cast<char*>(c.tb[i].v.data()) + c.misalign; break;
+      case kAlias: c.tp[i] = c.tp[ch.target]; break;
+      case kPartial: c.tp[i] = reinterpret_cast<char*>(c.tb[ch.target].v.data()) + 4; break;
+    }
+  };
+  // An array: valid, NULL, misaligned, or (for the two that may not overlap another
+  // array) that array's pointer or 4 bytes into its buffer.
+  const auto array = [&](int i, int64_t n, bool input, bool positive, int other = -1) {
+    c.used_a[i] = true;
+    c.count_a[i] = n;
+    c.ab[i].make(n);
+    if (input) fill(f, c.ab[i], positive);
+    const Choice ch = other < 0 ? fuzz_choice(f, {{kValid}, {kNull}, {kMisaligned}})
+                                : fuzz_choice(f, {{kValid}, {kNull}, {kMisaligned}, {kAlias, other}, {kPartial, other}});
+    switch (ch.kind) {
+      case kNull: c.ap[i] = nullptr; break;
+      case kValid: c.ap[i] = c.ab[i].v.data(); break;
+      case kMisaligned: c.ap[i] = reinterpret_cast<float*>(reinterpret_cast<char*>(c.ab[i].v.data()) + c.misalign); break;
+      case kAlias: c.ap[i] = c.ap[other]; break;
+      case kPartial: c.ap[i] = reinterpret_cast<float*>(reinterpret_cast<char*>(c.ab[other].v.data()) + 4); break;
+    }
+  };
+  const std::initializer_list<Choice> plain = {{kValid}, {kNull}, {kMisaligned}};
+  const std::initializer_list<Choice> dx_choices = {{kValid}, {kNull}, {kMisaligned}, {kAlias, tDY},
+                                                     {kPartial, tDY}, {kAlias, tX}, {kPartial, tX}};
+  const std::initializer_list<Choice> y_choices = {{kValid}, {kNull}, {kMisaligned}, {kAlias, tX}, {kPartial, tX}};
+  switch (op) {
+    case kFrozen:
+      tensor(tX, true, fuzz_choice(f, plain));
+      tensor(tDY, true, fuzz_choice(f, plain));
+      tensor(tDX, false, fuzz_choice(f, dx_choices));
+      array(aGamma, nc, true, false);
+      array(aRM, nc, true, false);
+      array(aRV, nc, true, f.ConsumeBool());
+      array(aDG, nc, false, false);
+      array(aDB, nc, false, false);
+      break;
+    case kFold:  // weight in x, weight_out in y; C_out = n
+      tensor(tX, true, fuzz_choice(f, plain));
+      tensor(tY, false, fuzz_choice(f, y_choices));
+      array(aBias, n_out, true, false);
+      array(aGamma, n_out, true, false);
+      array(aBeta, n_out, true, false);
+      array(aRM, n_out, true, false);
+      array(aRV, n_out, true, f.ConsumeBool());
+      array(aBiasOut, n_out, false, false, aBias);
+      break;
+    case kSyncLocal:
+      tensor(tX, true, fuzz_choice(f, plain));
+      array(aStats, states, false, false);
+      break;
+    case kSyncMerge:
+      array(aStats, gathered, true, f.ConsumeBool());  // gathered
+      array(aGlobal, states, false, false, aStats);
+      break;
+    case kSyncForward:
+      tensor(tX, true, fuzz_choice(f, plain));
+      tensor(tY, false, fuzz_choice(f, y_choices));
+      array(aGamma, nc, true, false);
+      array(aBeta, nc, true, false);
+      array(aStats, states, true, f.ConsumeBool());  // global_stats
+      array(aRM, nc, true, false);
+      array(aRV, nc, true, true);
+      array(aSM, nc, false, false);
+      array(aSI, nc, false, false);
+      break;
+    case kSyncSums:
+      tensor(tX, true, fuzz_choice(f, plain));
+      tensor(tDY, true, fuzz_choice(f, plain));
+      array(aSM, nc, true, false);
+      array(aSums, sums, false, false);
+      break;
+    case kSyncBackward:
+      tensor(tX, true, fuzz_choice(f, plain));
+      tensor(tDY, true, fuzz_choice(f, plain));
+      tensor(tDX, false, fuzz_choice(f, dx_choices));
+      array(aGamma, nc, true, false);
+      array(aSM, nc, true, false);
+      array(aSI, nc, true, true);
+      array(aStats, states, true, f.ConsumeBool());  // global_stats
+      array(aSums, sums, true, false);             // global_sums
+      array(aDG, nc, false, false);
+      array(aDB, nc, false, false);
+      break;
+    default:
+      if (per_sample_forward_op(op)) {
+        tensor(tX, true, fuzz_choice(f, plain));
+        tensor(tY, false, fuzz_choice(f, y_choices));
+        array(aGamma, features, true, false);
+        array(aBeta, features, true, false);
+        array(aSM, rows, false, false);
+        array(aSI, rows, false, false);
+      } else {
+        tensor(tX, true, fuzz_choice(f, plain));
+        tensor(tDY, true, fuzz_choice(f, plain));
+        tensor(tDX, false, fuzz_choice(f, dx_choices));
+        array(aGamma, features, true, false);
+        array(aSM, rows, true, false);
+        array(aSI, rows, true, true);
+        array(aDG, features, false, false);
+        array(aDB, features, false, false);
+      }
+  }
+
+  const bool accepts = model_accepts_toolbox(c);
+  if (accepts && !c.sized) return;  // the buffers would be too small to back it
+  for (Buf& b : c.tb) b.snapshot();
+  for (Buf& b : c.ab) b.snapshot();
+
+  bnorm_handle_t h = c.null_handle ? nullptr : cpu;
+  const bnorm_tensor_t* d = c.null_desc ? nullptr : &c.desc;
+  void** tp = c.tp;
+  float** ap = c.ap;
+  bnorm_status_t s;
+  switch (op) {
+    case kFrozen:
+      s = bnorm_backward_frozen(h, d, tp[tX], tp[tDY], ap[aGamma], ap[aRM], ap[aRV], c.eps, tp[tDX], ap[aDG], ap[aDB]);
+      break;
+    case kFold:
+      s = bnorm_fold_into_weights(h, d, tp[tX], ap[aBias], ap[aGamma], ap[aBeta], ap[aRM], ap[aRV], c.eps, tp[tY],
+                                  ap[aBiasOut]);
+      break;
+    case kSyncLocal: s = bnorm_sync_local_stats(h, d, tp[tX], ap[aStats]); break;
+    case kSyncMerge: s = bnorm_sync_merge_stats(h, t.c, c.ranks, ap[aStats], ap[aGlobal]); break;
+    case kSyncForward:
+      s = bnorm_sync_forward(h, d, tp[tX], tp[tY], ap[aGamma], ap[aBeta], ap[aStats], c.momentum, c.eps, ap[aRM],
+                             ap[aRV], ap[aSM], ap[aSI]);
+      break;
+    case kSyncSums: s = bnorm_sync_backward_sums(h, d, tp[tX], tp[tDY], ap[aSM], ap[aSums]); break;
+    case kSyncBackward:
+      s = bnorm_sync_backward(h, d, tp[tX], tp[tDY], ap[aGamma], ap[aSM], ap[aSI], ap[aStats], ap[aSums], tp[tDX],
+                              ap[aDG], ap[aDB]);
+      break;
+    case kGroupFwd:
+      s = bnorm_group_norm_forward(h, d, c.groups, tp[tX], tp[tY], ap[aGamma], ap[aBeta], c.eps, ap[aSM], ap[aSI]);
+      break;
+    case kGroupBwd:
+      s = bnorm_group_norm_backward(h, d, c.groups, tp[tX], tp[tDY], ap[aGamma], ap[aSM], ap[aSI], tp[tDX], ap[aDG],
+                                    ap[aDB]);
+      break;
+    case kInstanceFwd:
+      s = bnorm_instance_norm_forward(h, d, tp[tX], tp[tY], ap[aGamma], ap[aBeta], c.eps, ap[aSM], ap[aSI]);
+      break;
+    case kInstanceBwd:
+      s = bnorm_instance_norm_backward(h, d, tp[tX], tp[tDY], ap[aGamma], ap[aSM], ap[aSI], tp[tDX], ap[aDG], ap[aDB]);
+      break;
+    case kLayerFwd:
+      s = bnorm_layer_norm_forward(h, d, tp[tX], tp[tY], ap[aGamma], ap[aBeta], c.eps, ap[aSM], ap[aSI]);
+      break;
+    default:
+      s = bnorm_layer_norm_backward(h, d, tp[tX], tp[tDY], ap[aGamma], ap[aSM], ap[aSI], tp[tDX], ap[aDG], ap[aDB]);
+      break;
+  }
+
+  if (!accepts) {
+    FUZZ_CHECK(s == BNORM_STATUS_INVALID_VALUE, "op %d: a call the header rejects gave %s (%s)", op,
+               bnorm_status_string(s), bnorm_last_error());
+    FUZZ_CHECK(bnorm_last_error()[0] != '\0', "op %d: failed with an empty message", op);
+    for (const Buf& b : c.tb) FUZZ_CHECK(b.unchanged(), "op %d: a failed call (%s) wrote", op, bnorm_last_error());
+    for (const Buf& b : c.ab) FUZZ_CHECK(b.unchanged(), "op %d: a failed call (%s) wrote", op, bnorm_last_error());
+    return;
+  }
+  FUZZ_CHECK(s == BNORM_STATUS_SUCCESS, "op %d: a valid call failed: %s: %s", op, bnorm_status_string(s),
+             bnorm_last_error());
+
+  // The outputs: a tensor (none, or y or dx) and arrays, with the elements each must
+  // have written. Tensors are written only for n >= 1; the per-channel sums of an empty
+  // batch are zeros, its per-sample statistics nothing.
+  const bool forward_like = op == kFold || op == kSyncForward || per_sample_forward_op(op);
+  const int tensor_out = op == kSyncLocal || op == kSyncSums || op == kSyncMerge ? -1 : forward_like ? tY : tDX;
+  int64_t must_write[kArrays] = {};
+  bool is_out[kArrays] = {};
+  const auto out = [&](int i, int64_t n) {
+    is_out[i] = true;
+    must_write[i] = n;
+  };
+  switch (op) {
+    case kFrozen: out(aDG, nc), out(aDB, nc); break;
+    case kFold: out(aBiasOut, n_out); break;
+    case kSyncLocal: out(aStats, states); break;
+    case kSyncMerge: out(aGlobal, states); break;
+    case kSyncForward: out(aSM, nc), out(aSI, nc), out(aRM, 0), out(aRV, 0); break;  // running: where count >= 2
+    case kSyncSums: out(aSums, sums); break;
+    case kSyncBackward: out(aDG, nc), out(aDB, nc); break;
+    default:
+      if (per_sample_forward_op(op)) out(aSM, rows), out(aSI, rows);
+      else out(aDG, features), out(aDB, features);
+  }
+  bool hosts_output[kTensors] = {};
+  if (tensor_out >= 0 && tp[tensor_out])
+    for (int i = 0; i < kTensors; ++i) hosts_output[i] = c.tb[i].contains(tp[tensor_out]);
+  for (int i = 0; i < kTensors; ++i)
+    if (c.used_t[i] && !hosts_output[i]) FUZZ_CHECK(c.tb[i].unchanged(), "op %d: input tensor %d changed", op, i);
+  if (tensor_out >= 0 && tp[tensor_out] == c.tb[tensor_out].v.data())  // alone in its buffer
+    FUZZ_CHECK(c.tb[tensor_out].unchanged_from(static_cast<size_t>(t.numel * t.elem())),
+               "op %d: written past the end of the tensor output", op);
+  if (tensor_out >= 0 && t.dtype == BNORM_DTYPE_F32)
+    expect_written(static_cast<const float*>(tp[tensor_out]), t.numel, "a tensor output");
+  for (int i = 0; i < kArrays; ++i) {
+    if (!c.used_a[i]) continue;
+    // An output in another array's buffer (bias_out on bias): that buffer is its own.
+    bool hosts = false;
+    for (int o = 0; o < kArrays; ++o) hosts = hosts || (is_out[o] && o != i && ap[o] && c.ab[i].contains(ap[o]));
+    if (hosts) continue;
+    if (!is_out[i]) FUZZ_CHECK(c.ab[i].unchanged(), "op %d: input array %d changed", op, i);
+    else FUZZ_CHECK(c.ab[i].unchanged_from(static_cast<size_t>(c.count_a[i]) * sizeof(float)),
+                    "op %d: written past the end of output array %d", op, i);
+  }
+  for (int i = 0; i < kArrays; ++i)
+    if (is_out[i] && ap[i]) expect_written(ap[i], must_write[i], "an output array");
+}
+
 // ---- dispatch queries ---------------------------------------------------------------
 
 // A CUDA handle as dispatch sees it (no device memory, no stream): an H100's identity.
@@ -670,6 +1036,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       bnorm_set_variant(cpu, static_cast<bnorm_op_t>(o), nullptr);
       bnorm_set_variant(fake_cuda_handle(), static_cast<bnorm_op_t>(o), nullptr);
     }
+  } else if (op >= kFrozen) {
+    run_toolbox_op(f, cpu, op);
   } else {
     run_tensor_op(f, cpu, op);
   }
