@@ -158,6 +158,11 @@ Status forward_training(bnorm_handle* h, const bnorm_tensor_t* d, const void* x,
                        "running_mean and running_var must both be NULL or both be given");
   BNORM_TRY(check_overlap(x, "x", y, "y", *d));
   if (z) BNORM_TRY(check_overlap(z, "z", y, "y", *d));
+  BNORM_TRY(check_writes_disjoint(
+      {float_span(running_mean, "running_mean", d->c), float_span(running_var, "running_var", d->c),
+       float_span(save_mean, "save_mean", d->c), float_span(save_invstd, "save_invstd", d->c)},
+      {tensor_span(x, "x", *d), tensor_span(z, "z", *d), tensor_span(y, "y", *d)}, {tensor_span(y, "y", *d)},
+      {float_span(gamma, "gamma", d->c), float_span(beta, "beta", d->c)}));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {z, "z"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
                                        {running_mean, "running_mean"}, {running_var, "running_var"},
                                        {save_mean, "save_mean"}, {save_invstd, "save_invstd"}}));
@@ -193,6 +198,10 @@ Status forward_inference(bnorm_handle* h, const bnorm_tensor_t* d, const void* x
   BNORM_TRY(check_act(act));
   BNORM_TRY(check_overlap(x, "x", y, "y", *d));
   if (z) BNORM_TRY(check_overlap(z, "z", y, "y", *d));
+  BNORM_TRY(check_writes_disjoint({}, {}, {tensor_span(y, "y", *d)},
+                                  {float_span(gamma, "gamma", d->c), float_span(beta, "beta", d->c),
+                                   float_span(running_mean, "running_mean", d->c),
+                                   float_span(running_var, "running_var", d->c)}));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {z, "z"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
                                        {running_mean, "running_mean"}, {running_var, "running_var"}}));
   if (d->n == 0) return ok_status();
@@ -241,6 +250,13 @@ Status backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, const v
     if (dz) BNORM_TRY(check_overlap(dz, "dz", y, "y", *d));  // y is read while dz is written
   }
   const void* mask = relu ? y : nullptr;
+  BNORM_TRY(check_writes_disjoint(
+      {float_span(dgamma, "dgamma", d->c), float_span(dbeta, "dbeta", d->c)},
+      {tensor_span(x, "x", *d), tensor_span(mask, "y", *d), tensor_span(dy, "dy", *d), tensor_span(dx, "dx", *d),
+       tensor_span(dz, "dz", *d)},
+      {tensor_span(dx, "dx", *d), tensor_span(dz, "dz", *d)},
+      {float_span(gamma, "gamma", d->c), float_span(save_mean, "save_mean", d->c),
+       float_span(save_invstd, "save_invstd", d->c)}));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {mask, "y"}, {dy, "dy"}, {gamma, "gamma"},
                                        {save_mean, "save_mean"}, {save_invstd, "save_invstd"},
                                        {dx, "dx"}, {dz, "dz"}, {dgamma, "dgamma"}, {dbeta, "dbeta"}}));

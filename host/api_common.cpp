@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "cuda_backend.hpp"
 
@@ -133,6 +134,31 @@ Status check_disjoint(const void* a, const char* an, int64_t a_bytes, const void
   const uintptr_t pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
   const bool overlap = pa <= pb ? pb - pa < static_cast<uintptr_t>(a_bytes) : pa - pb < static_cast<uintptr_t>(b_bytes);
   if (a && b && overlap) return make_status(BNORM_STATUS_INVALID_VALUE, "%s and %s overlap", an, bn);
+  return ok_status();
+}
+
+namespace {
+int64_t bytes_of(int64_t count, size_t elem) {
+  const int64_t e = static_cast<int64_t>(elem);
+  return count > INT64_MAX / e ? INT64_MAX : count * e;
+}
+}  // namespace
+
+Span tensor_span(const void* p, const char* name, const bnorm_tensor_t& d) {
+  return Span{p, name, bytes_of(numel(d), elem_bytes(d))};
+}
+Span float_span(const void* p, const char* name, int64_t count) { return Span{p, name, bytes_of(count, sizeof(float))}; }
+
+Status check_writes_disjoint(std::initializer_list<Span> small_outs, std::initializer_list<Span> tensors,
+                             std::initializer_list<Span> tensor_outs, std::initializer_list<Span> small_ins) {
+  auto apart = [](const Span& a, const Span& b) { return check_disjoint(a.p, a.name, a.bytes, b.p, b.name, b.bytes); };
+  for (auto o = small_outs.begin(); o != small_outs.end(); ++o) {
+    for (auto o2 = std::next(o); o2 != small_outs.end(); ++o2) BNORM_TRY(apart(*o, *o2));
+    for (const Span& t : tensors) BNORM_TRY(apart(*o, t));
+    for (const Span& in : small_ins) BNORM_TRY(apart(*o, in));
+  }
+  for (const Span& t : tensor_outs)
+    for (const Span& in : small_ins) BNORM_TRY(apart(t, in));
   return ok_status();
 }
 

@@ -71,6 +71,24 @@ Status check_overlap_floats(const void* a, const char* an, const void* b, const 
 // Two buffers of the given sizes share no byte.
 Status check_disjoint(const void* a, const char* an, int64_t a_bytes, const void* b, const char* bn, int64_t b_bytes);
 
+// A buffer of a call: its pointer (NULL: absent), name and size in bytes.
+struct Span {
+  const void* p;
+  const char* name;
+  int64_t bytes;
+};
+// What a call writes shares no byte with anything else it reads or writes, but for the
+// tensors' in-place aliases (check_overlap, check_dx_aliasing): each of small_outs (the
+// per-channel, per-sample or per-value arrays written) is disjoint from the others, from
+// every tensor and from small_ins; each of tensor_outs from small_ins. A write into
+// another argument would otherwise corrupt it silently, or on the GPU race with its reads.
+// Spans of a tensor of d (0 bytes when empty) and of count floats; sizes saturate at
+// INT64_MAX rather than wrap.
+Span tensor_span(const void* p, const char* name, const bnorm_tensor_t& d);
+Span float_span(const void* p, const char* name, int64_t count);
+Status check_writes_disjoint(std::initializer_list<Span> small_outs, std::initializer_list<Span> tensors,
+                             std::initializer_list<Span> tensor_outs, std::initializer_list<Span> small_ins);
+
 struct Ptr {
   const void* p;
   const char* name;

@@ -31,6 +31,11 @@ Status backward_frozen(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, 
   BNORM_TRY(optional(dgamma, "dgamma"));
   BNORM_TRY(optional(dbeta, "dbeta"));
   BNORM_TRY(check_dx_aliasing(dx, x, dy, *d));
+  BNORM_TRY(check_writes_disjoint(
+      {float_span(dgamma, "dgamma", d->c), float_span(dbeta, "dbeta", d->c)},
+      {tensor_span(x, "x", *d), tensor_span(dy, "dy", *d), tensor_span(dx, "dx", *d)}, {tensor_span(dx, "dx", *d)},
+      {float_span(gamma, "gamma", d->c), float_span(running_mean, "running_mean", d->c),
+       float_span(running_var, "running_var", d->c)}));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {dy, "dy"}, {gamma, "gamma"}, {running_mean, "running_mean"},
                                        {running_var, "running_var"}, {dx, "dx"}, {dgamma, "dgamma"},
                                        {dbeta, "dbeta"}}));
@@ -61,6 +66,13 @@ Status fold_into_weights(bnorm_handle* h, const bnorm_tensor_t* wd, const void* 
   if (wd->n > 0) BNORM_TRY(require(bias_out, "bias_out"));
   BNORM_TRY(check_overlap(weight, "weight", weight_out, "weight_out", *wd));
   BNORM_TRY(check_overlap_floats(bias, "bias", bias_out, "bias_out", wd->n));
+  // bias_out may be bias (in place): that pair is the check above's.
+  BNORM_TRY(check_writes_disjoint(
+      {float_span(bias_out, "bias_out", wd->n)}, {tensor_span(weight, "weight", *wd), tensor_span(weight_out, "weight_out", *wd)},
+      {tensor_span(weight_out, "weight_out", *wd)},
+      {float_span(bias == bias_out ? nullptr : bias, "bias", wd->n), float_span(gamma, "gamma", wd->n),
+       float_span(beta, "beta", wd->n), float_span(running_mean, "running_mean", wd->n),
+       float_span(running_var, "running_var", wd->n)}));
   BNORM_TRY(check_device_pointers(*h, {{weight, "weight"}, {bias, "bias"}, {gamma, "gamma"}, {beta, "beta"},
                                        {running_mean, "running_mean"}, {running_var, "running_var"},
                                        {weight_out, "weight_out"}, {bias_out, "bias_out"}}));
@@ -80,6 +92,8 @@ Status sync_local_stats(bnorm_handle* h, const bnorm_tensor_t* d, const void* x,
   BNORM_TRY(check_desc(d));
   BNORM_TRY(require_tensor(x, "x", *d));
   BNORM_TRY(require(local_stats, "local_stats"));
+  BNORM_TRY(check_writes_disjoint({float_span(local_stats, "local_stats", 3 * d->c)}, {tensor_span(x, "x", *d)}, {},
+                                  {}));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {local_stats, "local_stats"}}));
   // An empty rank's state is the empty state: count, mean and M2 all 0.
   if (d->n == 0) return zero_floats(h, {{local_stats, 3 * d->c}});
@@ -134,6 +148,12 @@ Status sync_forward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, voi
     return make_status(BNORM_STATUS_INVALID_VALUE,
                        "running_mean and running_var must both be NULL or both be given");
   BNORM_TRY(check_overlap(x, "x", y, "y", *d));
+  BNORM_TRY(check_writes_disjoint(
+      {float_span(running_mean, "running_mean", d->c), float_span(running_var, "running_var", d->c),
+       float_span(save_mean, "save_mean", d->c), float_span(save_invstd, "save_invstd", d->c)},
+      {tensor_span(x, "x", *d), tensor_span(y, "y", *d)}, {tensor_span(y, "y", *d)},
+      {float_span(gamma, "gamma", d->c), float_span(beta, "beta", d->c),
+       float_span(global_stats, "global_stats", 3 * d->c)}));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
                                        {global_stats, "global_stats"}, {running_mean, "running_mean"},
                                        {running_var, "running_var"}, {save_mean, "save_mean"},
@@ -157,6 +177,9 @@ Status sync_backward_sums(bnorm_handle* h, const bnorm_tensor_t* d, const void* 
   BNORM_TRY(require_tensor(dy, "dy", *d));
   BNORM_TRY(require(save_mean, "save_mean"));
   BNORM_TRY(require(local_sums, "local_sums"));
+  BNORM_TRY(check_writes_disjoint({float_span(local_sums, "local_sums", 2 * d->c)},
+                                  {tensor_span(x, "x", *d), tensor_span(dy, "dy", *d)}, {},
+                                  {float_span(save_mean, "save_mean", d->c)}));
   BNORM_TRY(check_device_pointers(
       *h, {{x, "x"}, {dy, "dy"}, {save_mean, "save_mean"}, {local_sums, "local_sums"}}));
   if (d->n == 0) return zero_floats(h, {{local_sums, 2 * d->c}});
@@ -185,6 +208,12 @@ Status sync_backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, co
   BNORM_TRY(optional(dgamma, "dgamma"));
   BNORM_TRY(optional(dbeta, "dbeta"));
   BNORM_TRY(check_dx_aliasing(dx, x, dy, *d));
+  BNORM_TRY(check_writes_disjoint(
+      {float_span(dgamma, "dgamma", d->c), float_span(dbeta, "dbeta", d->c)},
+      {tensor_span(x, "x", *d), tensor_span(dy, "dy", *d), tensor_span(dx, "dx", *d)}, {tensor_span(dx, "dx", *d)},
+      {float_span(gamma, "gamma", d->c), float_span(save_mean, "save_mean", d->c),
+       float_span(save_invstd, "save_invstd", d->c), float_span(global_stats, "global_stats", 3 * d->c),
+       float_span(global_sums, "global_sums", 2 * d->c)}));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {dy, "dy"}, {gamma, "gamma"}, {save_mean, "save_mean"},
                                        {save_invstd, "save_invstd"}, {global_stats, "global_stats"},
                                        {global_sums, "global_sums"}, {dx, "dx"}, {dgamma, "dgamma"},

@@ -46,6 +46,11 @@ Status forward(bnorm_handle* h, const Norm& nm, const bnorm_tensor_t* d, const v
   BNORM_TRY(optional(save_mean, "save_mean"));
   BNORM_TRY(optional(save_invstd, "save_invstd"));
   BNORM_TRY(check_overlap(x, "x", y, "y", *d));
+  const int64_t rows = d->n * (nm.layer ? 1 : nm.groups), k = nm.features(*d);
+  BNORM_TRY(check_writes_disjoint(
+      {float_span(save_mean, "save_mean", rows), float_span(save_invstd, "save_invstd", rows)},
+      {tensor_span(x, "x", *d), tensor_span(y, "y", *d)}, {tensor_span(y, "y", *d)},
+      {float_span(gamma, "gamma", k), float_span(beta, "beta", k)}));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {y, "y"}, {gamma, "gamma"}, {beta, "beta"},
                                        {save_mean, "save_mean"}, {save_invstd, "save_invstd"}}));
   if (d->n == 0) return ok_status();  // no samples, no statistics
@@ -77,6 +82,12 @@ Status backward(bnorm_handle* h, const Norm& nm, const bnorm_tensor_t* d, const 
   BNORM_TRY(optional(dgamma, "dgamma"));
   BNORM_TRY(optional(dbeta, "dbeta"));
   BNORM_TRY(check_dx_aliasing(dx, x, dy, *d));
+  const int64_t rows = d->n * (nm.layer ? 1 : nm.groups), k = nm.features(*d);
+  BNORM_TRY(check_writes_disjoint(
+      {float_span(dgamma, "dgamma", k), float_span(dbeta, "dbeta", k)},
+      {tensor_span(x, "x", *d), tensor_span(dy, "dy", *d), tensor_span(dx, "dx", *d)}, {tensor_span(dx, "dx", *d)},
+      {float_span(gamma, "gamma", k), float_span(save_mean, "save_mean", rows),
+       float_span(save_invstd, "save_invstd", rows)}));
   BNORM_TRY(check_device_pointers(*h, {{x, "x"}, {dy, "dy"}, {gamma, "gamma"}, {save_mean, "save_mean"},
                                        {save_invstd, "save_invstd"}, {dx, "dx"}, {dgamma, "dgamma"},
                                        {dbeta, "dbeta"}}));

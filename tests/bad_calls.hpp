@@ -386,6 +386,10 @@ inline void add_toolbox_bad_calls(std::vector<BadCall>& out) {
       a.dy = b.scratch;
       a.dx = b.scratch + 2;
     });
+    // What a call writes overlaps nothing else it reads or writes.
+    add("dgamma inside dy", "dgamma and dy overlap", [](A& a, D&, const B& b) { a.dg = b.dy + 3; });
+    add("dbeta is dgamma", "dgamma and dbeta overlap", [](A& a, D&, const B&) { a.db = a.dg; });
+    add("running_var inside dx", "dx and running_var overlap", [](A& a, D&, const B& b) { a.rv = b.dx + 1; });
   }
 
   // ---- fold into weights ----
@@ -420,6 +424,10 @@ inline void add_toolbox_bad_calls(std::vector<BadCall>& out) {
       a.bias = b.scratch + d.n - 1;
       a.bias_out = b.scratch;
     });
+    add("bias_out inside weight_out", "bias_out and weight_out overlap",
+        [](A& a, D&, const B& b) { a.bias_out = b.y + 2; });
+    add("gamma inside weight_out", "weight_out and gamma overlap", [](A& a, D&, const B& b) { a.gamma = b.y; });
+    add("bias_out is running_var", "bias_out and running_var overlap", [](A& a, D&, const B& b) { a.bias_out = b.rv; });
   }
 
   // ---- synchronized batch norm ----
@@ -432,6 +440,8 @@ inline void add_toolbox_bad_calls(std::vector<BadCall>& out) {
     add_bad<A>(out, op + ": null local_stats", "local_stats is NULL", [](A& a, D&, const B&) { a.local = nullptr; });
     add_bad<A>(out, op + ": local_stats misaligned", "local_stats is not aligned",
                [](A& a, D&, const B& b) { a.local = misaligned(b.out); });
+    add_bad<A>(out, op + ": local_stats inside x", "local_stats and x overlap",
+               [](A& a, D&, const B& b) { a.local = b.x + 4; });
   }
   {
     using A = MergeArgs;
@@ -507,6 +517,9 @@ inline void add_toolbox_bad_calls(std::vector<BadCall>& out) {
       a.x = b.scratch + d.c * d.h * d.w - 1;
       a.y = b.scratch;
     });
+    add("save_mean inside y", "save_mean and y overlap", [](A& a, D&, const B& b) { a.sm = b.y + 1; });
+    add("save_invstd is running_var", "running_var and save_invstd overlap", [](A& a, D&, const B&) { a.si = a.rv; });
+    add("global_stats inside y", "y and global_stats overlap", [](A& a, D&, const B& b) { a.global = b.y + 2; });
   }
   {
     using A = SyncSumsArgs;
@@ -526,6 +539,9 @@ inline void add_toolbox_bad_calls(std::vector<BadCall>& out) {
     add("save_mean misaligned", "save_mean is not aligned", [](A& a, D&, const B& b) { a.sm = misaligned(b.sm); });
     add("null local_sums", "local_sums is NULL", [](A& a, D&, const B&) { a.local = nullptr; });
     add("local_sums misaligned", "local_sums is not aligned", [](A& a, D&, const B& b) { a.local = misaligned(b.out); });
+    add("local_sums inside dy", "local_sums and dy overlap", [](A& a, D&, const B& b) { a.local = b.dy + 8; });
+    add("save_mean inside local_sums", "local_sums and save_mean overlap",
+        [](A& a, D&, const B& b) { a.sm = b.out + 1; });
   }
   {
     using A = SyncBackwardArgs;
@@ -560,6 +576,8 @@ inline void add_toolbox_bad_calls(std::vector<BadCall>& out) {
       a.dx = b.scratch;
       a.dy = b.scratch + numel(d) - 1;
     });
+    add("dgamma inside global_sums", "dgamma and global_sums overlap", [](A& a, D&, const B& b) { a.dg = b.sums + 1; });
+    add("global_stats inside dx", "dx and global_stats overlap", [](A& a, D&, const B& b) { a.global = b.dx; });
   }
 
   // ---- group, instance and layer norm ----
@@ -599,6 +617,9 @@ inline void add_toolbox_bad_calls(std::vector<BadCall>& out) {
       a.x = b.scratch + 1;
       a.y = b.scratch;
     });
+    fwd("save_mean inside y", "save_mean and y overlap", [](F& a, D&, const B& b) { a.sm = b.y + 2; });
+    fwd("save_invstd is save_mean", "save_mean and save_invstd overlap", [](F& a, D&, const B&) { a.si = a.sm; });
+    fwd("beta inside y", "y and beta overlap", [](F& a, D&, const B& b) { a.beta = b.y + 1; });
     add_bad_descs<K>(out, bop, bkind);
     bwd("null x", "x is NULL", [](K& a, D&, const B&) { a.x = nullptr; });
     bwd("null dy", "dy is NULL", [](K& a, D&, const B&) { a.dy = nullptr; });
@@ -623,6 +644,8 @@ inline void add_toolbox_bad_calls(std::vector<BadCall>& out) {
       a.dy = b.scratch + 1;
       a.dx = b.scratch;
     });
+    bwd("dgamma inside x", "dgamma and x overlap", [](K& a, D&, const B& b) { a.dg = b.x + 1; });
+    bwd("save_invstd inside dx", "dx and save_invstd overlap", [](K& a, D&, const B& b) { a.si = b.dx + 2; });
     if (kind != kGroupNorm) continue;
     // groups must be >= 1 and divide c (the base call's c = 6).
     for (int64_t g : {int64_t{0}, int64_t{-1}, int64_t{4}, int64_t{7}, INT64_MIN, INT64_MAX}) {
@@ -732,6 +755,15 @@ inline std::vector<BadCall> bad_calls() {
             [](T& a, D&, const B&) { a.rv = nullptr; });
   add_train("train: running_var without running_mean", kInvalid, "running_mean",
             [](T& a, D&, const B&) { a.rm = nullptr; });
+  // What a call writes overlaps nothing else it reads or writes.
+  add_train("train: save_mean inside y", kInvalid, "save_mean and y overlap", [](T& a, D&, const B& b) { a.sm = b.y + 1; });
+  add_train("train: save_invstd inside x", kInvalid, "save_invstd and x overlap",
+            [](T& a, D&, const B& b) { a.si = b.x + 5; });
+  add_train("train: running_var is running_mean", kInvalid, "running_mean and running_var overlap",
+            [](T& a, D&, const B&) { a.rv = a.rm; });
+  add_train("train: save_mean is running_mean", kInvalid, "running_mean and save_mean overlap",
+            [](T& a, D&, const B&) { a.sm = a.rm; });
+  add_train("train: gamma inside y", kInvalid, "y and gamma overlap", [](T& a, D&, const B& b) { a.gamma = b.y + 2; });
   add_train("train: y partly overlaps x", kInvalid, "overlap", [](T& a, D&, const B& b) {
     a.x = b.scratch;
     a.y = b.scratch + 1;
@@ -777,6 +809,8 @@ inline std::vector<BadCall> bad_calls() {
   add_infer("inference: eps = 0", kInvalid, "eps", [](I& a, D&, const B&) { a.eps = 0.0f; });
   add_infer("inference: eps NaN", kInvalid, "eps", [nan](I& a, D&, const B&) { a.eps = nan; });
   add_infer("inference: eps -Inf", kInvalid, "eps", [inf](I& a, D&, const B&) { a.eps = -inf; });
+  add_infer("inference: running_mean inside y", kInvalid, "y and running_mean overlap",
+            [](I& a, D&, const B& b) { a.rm = b.y + 1; });
   add_infer("inference: y partly overlaps x", kInvalid, "overlap", [](I& a, D&, const B& b) {
     a.x = b.scratch + 3;
     a.y = b.scratch;
@@ -812,6 +846,11 @@ inline std::vector<BadCall> bad_calls() {
            [](K& a, D&, const B& b) { a.dg = misaligned(b.dg); });
   add_back("backward: dbeta misaligned", kInvalid, "dbeta is not aligned",
            [](K& a, D&, const B& b) { a.db = misaligned(b.db); });
+  add_back("backward: dgamma inside dx", kInvalid, "dgamma and dx overlap", [](K& a, D&, const B& b) { a.dg = b.dx + 1; });
+  add_back("backward: dbeta is dgamma", kInvalid, "dgamma and dbeta overlap", [](K& a, D&, const B&) { a.db = a.dg; });
+  add_back("backward: dbeta inside x", kInvalid, "dbeta and x overlap", [](K& a, D&, const B& b) { a.db = b.x + 7; });
+  add_back("backward: save_invstd inside dx", kInvalid, "dx and save_invstd overlap",
+           [](K& a, D&, const B& b) { a.si = b.dx + 3; });
   add_back("backward: dx aliases x", kInvalid, "alias", [](K& a, D&, const B& b) {
     a.x = b.scratch;
     a.dx = b.scratch;

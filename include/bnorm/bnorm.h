@@ -13,7 +13,10 @@
  *    synchronous.
  *  - Per-channel parameters and statistics are float32 arrays of C elements, whatever
  *    the dtype of x.
- *  - In-place: y may equal x; dx may equal dy. No other overlap is allowed.
+ *  - In-place: y may equal x; dx may equal dy (and each call's own exceptions, such as
+ *    folding's weight_out = weight). No other overlap is allowed, and none goes unseen:
+ *    a call whose buffers overlap otherwise, a per-channel array inside a tensor
+ *    included, fails with BNORM_STATUS_INVALID_VALUE naming the two buffers.
  *  - An enum argument or field may hold any int (C allows it): a value outside the enum
  *    is rejected with BNORM_STATUS_INVALID_VALUE, like any other bad argument.
  *
