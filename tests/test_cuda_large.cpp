@@ -122,6 +122,19 @@ class GpuLarge : public GpuTest {
     bnorm_set_variant(gpu_, BNORM_OP_FORWARD_INFERENCE, nullptr);
   }
 
+  // Training, inference and backward on two buffers of the tensor's size (skipped when
+  // the device lacks the memory).
+  void every_op_out_of_place(const ClosedForm& f, const bnorm_tensor_t& d) {
+    const size_t bytes = static_cast<size_t>(f.numel()) * sizeof(float);
+    if (!have_memory(2 * bytes)) GTEST_SKIP() << "needs " << 2 * bytes / 1e9 << " GB of free device memory";
+    DeviceFloats a(static_cast<size_t>(f.numel())), b(static_cast<size_t>(f.numel()));
+    ASSERT_TRUE(a.ok() && b.ok());
+    fill(a.get(), f, false);
+    training(f, d, a.get(), b.get());
+    inference(f, d, a.get(), b.get());
+    backward(f, d, a.get(), b.get());
+  }
+
   // Backward with dx in place of dy (refilled for every configuration).
   void backward(const ClosedForm& f, const bnorm_tensor_t& d, float* x, float* dy) {
     std::vector<float> gamma(f.c), sm, si;
@@ -150,28 +163,14 @@ TEST_F(GpuLarge, ManyChannelsPastTwoToThe31Elements) {
   const ClosedForm f{64, 4096, 96 * 96};
   const bnorm_tensor_t d = nchw(64, 4096, 96, 96);
   ASSERT_GT(f.numel(), int64_t{1} << 31);
-  const size_t bytes = static_cast<size_t>(f.numel()) * sizeof(float);
-  if (!have_memory(2 * bytes)) GTEST_SKIP() << "needs " << 2 * bytes / 1e9 << " GB of free device memory";
-  DeviceFloats a(static_cast<size_t>(f.numel())), b(static_cast<size_t>(f.numel()));
-  ASSERT_TRUE(a.ok() && b.ok());
-  fill(a.get(), f, false);
-  training(f, d, a.get(), b.get());
-  inference(f, d, a.get(), b.get());
-  backward(f, d, a.get(), b.get());
+  every_op_out_of_place(f, d);
 }
 
 TEST_F(GpuLarge, ChannelPastTwoToThe31Values) {
   const ClosedForm f{3000, 1, 1000 * 1000};
   const bnorm_tensor_t d = nchw(3000, 1, 1000, 1000);
   ASSERT_GT(f.m(), int64_t{1} << 31);
-  const size_t bytes = static_cast<size_t>(f.numel()) * sizeof(float);
-  if (!have_memory(2 * bytes)) GTEST_SKIP() << "needs " << 2 * bytes / 1e9 << " GB of free device memory";
-  DeviceFloats a(static_cast<size_t>(f.numel())), b(static_cast<size_t>(f.numel()));
-  ASSERT_TRUE(a.ok() && b.ok());
-  fill(a.get(), f, false);
-  training(f, d, a.get(), b.get());
-  inference(f, d, a.get(), b.get());
-  backward(f, d, a.get(), b.get());
+  every_op_out_of_place(f, d);
 }
 
 TEST_F(GpuLarge, FourWideVectorsPastTwoToThe31InPlace) {
