@@ -8,7 +8,7 @@
 
 #include "api_common.hpp"
 #include "bnorm/bnorm.h"
-#include "cpu/cpu_backend.hpp"
+#include "cpu/reference.hpp"
 #include "cuda_backend.hpp"
 #include "dispatch.hpp"
 #include "handle.hpp"
@@ -117,6 +117,29 @@ bnorm_status_t bnorm_get_backend(bnorm_handle_t h, bnorm_backend_t* backend) {
   });
 }
 
+bnorm_status_t bnorm_set_cpu_threads(bnorm_handle_t h, int threads) {
+  BNORM_FUNC_RANGE();
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_handle(h));
+    if (h->backend != BNORM_BACKEND_CPU)
+      return make_status(BNORM_STATUS_NOT_SUPPORTED, "bnorm_set_cpu_threads: a CUDA handle has no CPU threads");
+    if (threads < 0) return make_status(BNORM_STATUS_INVALID_VALUE, "threads = %d; it must be >= 0", threads);
+    h->cpu_threads = threads;
+    return ok_status();
+  });
+}
+
+bnorm_status_t bnorm_get_cpu_threads(bnorm_handle_t h, int* threads) {
+  return guarded(__func__, [&]() -> Status {
+    BNORM_TRY(check_handle(h));
+    if (!threads) return make_status(BNORM_STATUS_INVALID_VALUE, "threads output pointer is NULL");
+    if (h->backend != BNORM_BACKEND_CPU)
+      return make_status(BNORM_STATUS_NOT_SUPPORTED, "bnorm_get_cpu_threads: a CUDA handle has no CPU threads");
+    *threads = bnorm::cpu::fast::max_threads(bnorm::cpu::fast::Context{h->cpu_threads, nullptr});
+    return ok_status();
+  });
+}
+
 }  // extern "C"
 
 namespace {
@@ -170,9 +193,16 @@ Status forward_training(bnorm_handle* h, const bnorm_tensor_t* d, const void* x,
   if (d->n == 0) return ok_status();
   const bool relu = act == BNORM_ACTIVATION_RELU;
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::forward_training(*d, x, z, y, gamma, beta, momentum, eps, running_mean, running_var, save_mean,
-                                 save_invstd, relu);
-    return ok_status();
+    return run_cpu(
+        h, BNORM_OP_FORWARD_TRAINING,
+        [&] {
+          bnorm::cpu::ref::forward_training(*d, x, z, y, gamma, beta, momentum, eps, running_mean, running_var,
+                                            save_mean, save_invstd, relu);
+        },
+        [&](bnorm::cpu::fast::Context& c) {
+          bnorm::cpu::fast::forward_training(c, *d, x, z, y, gamma, beta, momentum, eps, running_mean,
+                                             running_var, save_mean, save_invstd, relu);
+        });
   }
   bnorm::OpArgs a;
   a.fwd = {x, y, gamma, beta, momentum, eps, running_mean, running_var, save_mean, save_invstd, z, relu};
@@ -207,8 +237,12 @@ Status forward_inference(bnorm_handle* h, const bnorm_tensor_t* d, const void* x
   if (d->n == 0) return ok_status();
   const bool relu = act == BNORM_ACTIVATION_RELU;
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::forward_inference(*d, x, z, y, gamma, beta, running_mean, running_var, eps, relu);
-    return ok_status();
+    return run_cpu(
+        h, BNORM_OP_FORWARD_INFERENCE,
+        [&] { bnorm::cpu::ref::forward_inference(*d, x, z, y, gamma, beta, running_mean, running_var, eps, relu); },
+        [&](bnorm::cpu::fast::Context& c) {
+          bnorm::cpu::fast::forward_inference(c, *d, x, z, y, gamma, beta, running_mean, running_var, eps, relu);
+        });
   }
   bnorm::OpArgs a;
   a.inf = {x, y, gamma, beta, running_mean, running_var, eps, z, relu};
@@ -263,8 +297,13 @@ Status backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, const v
   // An empty batch: the parameter gradients are sums over no values.
   if (d->n == 0) return zero_floats(h, {{dgamma, d->c}, {dbeta, d->c}});
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::backward(*d, x, mask, dy, gamma, save_mean, save_invstd, dx, dz, dgamma, dbeta, relu);
-    return ok_status();
+    return run_cpu(
+        h, BNORM_OP_BACKWARD,
+        [&] { bnorm::cpu::ref::backward(*d, x, mask, dy, gamma, save_mean, save_invstd, dx, dz, dgamma, dbeta, relu); },
+        [&](bnorm::cpu::fast::Context& c) {
+          bnorm::cpu::fast::backward(c, *d, x, mask, dy, gamma, save_mean, save_invstd, dx, dz, dgamma, dbeta,
+                                     relu);
+        });
   }
   bnorm::OpArgs a;
   a.bwd = {x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, mask, dz, relu};
@@ -355,9 +394,10 @@ bnorm_status_t bnorm_set_variant(bnorm_handle_t h, bnorm_op_t op, const char* sp
       return ok_status();
     }
     if (h->backend == BNORM_BACKEND_CPU) {
-      if (std::strcmp(spec, "cpu_reference") != 0)
+      if (std::strcmp(spec, "cpu_fast") != 0 && std::strcmp(spec, "cpu_reference") != 0)
         return make_status(BNORM_STATUS_INVALID_VALUE,
-                           "the CPU backend has one variant, cpu_reference (got '%s')", spec);
+                           "the CPU backend's variants are cpu_fast and cpu_reference (got '%s')", spec);
+      h->forced[op] = spec;
       return ok_status();
     }
     const bnorm::Variant* v = nullptr;
@@ -409,8 +449,9 @@ Status query_variant(bnorm_handle* h, const bnorm_op_t& op, const bnorm_tensor_t
   BNORM_TRY(query_problem(h, op, d, groups, grouped, aligned16, &pr));
   if (!spec || spec_len == 0) return make_status(BNORM_STATUS_INVALID_VALUE, "spec buffer is NULL or empty");
   if (h->backend == BNORM_BACKEND_CPU) {
-    copy_out("cpu_reference", spec, spec_len);
-    if (why) *why = BNORM_CHOICE_ONLY;
+    const bool ref = cpu_reference(*h, op);
+    copy_out(ref ? "cpu_reference" : "cpu_fast", spec, spec_len);
+    if (why) *why = ref || h->forced[op] == "cpu_fast" ? BNORM_CHOICE_OVERRIDE : BNORM_CHOICE_HEURISTIC;
     return ok_status();
   }
   bnorm::Choice c;
@@ -428,8 +469,8 @@ Status list_variants(bnorm_handle* h, const bnorm_op_t& op, const bnorm_tensor_t
   std::string all;
   int n = 0;
   if (h->backend == BNORM_BACKEND_CPU) {
-    all = "cpu_reference\n";
-    n = 1;
+    all = "cpu_fast\ncpu_reference\n";
+    n = 2;
   } else {
     for (const bnorm::Choice& c : bnorm::supported_configs(*h, pr)) {
       all += bnorm::format_spec(*c.variant, c.policy) + "\n";

@@ -4,6 +4,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <cmath>
 #include <iterator>
 
@@ -14,6 +16,13 @@ namespace bnorm::api {
 Status check_handle(const bnorm_handle* h) {
   if (!h) return make_status(BNORM_STATUS_INVALID_VALUE, "handle is NULL");
   return ok_status();
+}
+
+bool cpu_reference(const bnorm_handle& h, bnorm_op_t op) {
+  const std::string& forced = h.forced[op];
+  if (!forced.empty()) return forced == "cpu_reference";
+  const char* env = std::getenv("BNORM_VARIANT");
+  return env && std::strcmp(env, "cpu_reference") == 0;
 }
 
 Status require(const void* p, const char* name) {

@@ -43,6 +43,21 @@ int enum_value(const E& e) {
 }
 
 Status check_handle(const bnorm_handle* h);
+
+// The CPU backend's implementation of op on h: the float64 oracle (ref, reference.hpp)
+// when bnorm_set_variant or BNORM_VARIANT names cpu_reference for it, else the fast path
+// (fast, fast.hpp) with the handle's threads and workspace.
+bool cpu_reference(const bnorm_handle& h, bnorm_op_t op);
+template <class Ref, class Fast>
+Status run_cpu(bnorm_handle* h, bnorm_op_t op, Ref&& ref, Fast&& fast) {
+  if (cpu_reference(*h, op)) {
+    ref();
+  } else {
+    bnorm::cpu::fast::Context ctx{h->cpu_threads, &h->cpu_workspace};
+    fast(ctx);
+  }
+  return ok_status();
+}
 // A per-channel float array: present and 4-byte aligned.
 Status require(const void* p, const char* name);
 // The same, or NULL.

@@ -3,7 +3,7 @@
 // then the CPU backend or dispatch.
 #include "api_common.hpp"
 #include "bnorm/bnorm.h"
-#include "cpu/cpu_backend.hpp"
+#include "cpu/reference.hpp"
 #include "cuda_backend.hpp"
 #include "kernels/launch_given_stats.hpp"
 #include "nvtx.hpp"
@@ -41,8 +41,12 @@ Status backward_frozen(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, 
                                        {dbeta, "dbeta"}}));
   if (d->n == 0) return zero_floats(h, {{dgamma, d->c}, {dbeta, d->c}});
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::backward_frozen(*d, x, dy, gamma, running_mean, running_var, eps, dx, dgamma, dbeta);
-    return ok_status();
+    return run_cpu(
+        h, BNORM_OP_BACKWARD_FROZEN,
+        [&] { bnorm::cpu::ref::backward_frozen(*d, x, dy, gamma, running_mean, running_var, eps, dx, dgamma, dbeta); },
+        [&](bnorm::cpu::fast::Context& c) {
+          bnorm::cpu::fast::backward_frozen(c, *d, x, dy, gamma, running_mean, running_var, eps, dx, dgamma, dbeta);
+        });
   }
   bnorm::OpArgs a;
   a.frozen = {x, dy, gamma, running_mean, running_var, eps, dx, dgamma, dbeta};
@@ -78,9 +82,16 @@ Status fold_into_weights(bnorm_handle* h, const bnorm_tensor_t* wd, const void* 
                                        {weight_out, "weight_out"}, {bias_out, "bias_out"}}));
   if (wd->n == 0) return ok_status();  // a layer without output channels
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::fold_into_weights(*wd, weight, bias, gamma, beta, running_mean, running_var, eps, weight_out,
-                                  bias_out);
-    return ok_status();
+    return run_cpu(
+        h, BNORM_OP_FOLD,
+        [&] {
+          bnorm::cpu::ref::fold_into_weights(*wd, weight, bias, gamma, beta, running_mean, running_var, eps,
+                                             weight_out, bias_out);
+        },
+        [&](bnorm::cpu::fast::Context& c) {
+          bnorm::cpu::fast::fold_into_weights(c, *wd, weight, bias, gamma, beta, running_mean, running_var, eps,
+                                              weight_out, bias_out);
+        });
   }
   bnorm::OpArgs a;
   a.fold = {weight, bias, gamma, beta, running_mean, running_var, eps, weight_out, bias_out};
@@ -98,8 +109,9 @@ Status sync_local_stats(bnorm_handle* h, const bnorm_tensor_t* d, const void* x,
   // An empty rank's state is the empty state: count, mean and M2 all 0.
   if (d->n == 0) return zero_floats(h, {{local_stats, 3 * d->c}});
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::sync_local_stats(*d, x, local_stats);
-    return ok_status();
+    return run_cpu(
+        h, BNORM_OP_SYNC_LOCAL_STATS, [&] { bnorm::cpu::ref::sync_local_stats(*d, x, local_stats); },
+        [&](bnorm::cpu::fast::Context& c) { bnorm::cpu::fast::sync_local_stats(c, *d, x, local_stats); });
   }
   bnorm::OpArgs a;
   a.sync_stats = {x, local_stats};
@@ -119,7 +131,8 @@ Status sync_merge_stats(bnorm_handle* h, int64_t c, int64_t ranks, const float* 
                             3 * c * sizeof(float)));
   BNORM_TRY(check_device_pointers(*h, {{gathered, "gathered"}, {global_stats, "global_stats"}}));
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::sync_merge_stats(c, ranks, gathered, global_stats);
+    // C * ranks states, no tensor: the float64 merge is the fast path too.
+    bnorm::cpu::ref::sync_merge_stats(c, ranks, gathered, global_stats);
     return ok_status();
   }
   // A per-channel loop over the ranks, no tensor to tune for: one kernel, not a variant.
@@ -160,9 +173,16 @@ Status sync_forward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, voi
                                        {save_invstd, "save_invstd"}}));
   // n = 0 runs too: the saved and running statistics are the whole batch's.
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::sync_forward(*d, x, y, gamma, beta, global_stats, momentum, eps, running_mean, running_var,
-                             save_mean, save_invstd);
-    return ok_status();
+    return run_cpu(
+        h, BNORM_OP_SYNC_FORWARD,
+        [&] {
+          bnorm::cpu::ref::sync_forward(*d, x, y, gamma, beta, global_stats, momentum, eps, running_mean,
+                                        running_var, save_mean, save_invstd);
+        },
+        [&](bnorm::cpu::fast::Context& c) {
+          bnorm::cpu::fast::sync_forward(c, *d, x, y, gamma, beta, global_stats, momentum, eps, running_mean,
+                                         running_var, save_mean, save_invstd);
+        });
   }
   bnorm::OpArgs a;
   a.sync_fwd = {x, y, gamma, beta, global_stats, momentum, eps, running_mean, running_var, save_mean, save_invstd};
@@ -184,8 +204,9 @@ Status sync_backward_sums(bnorm_handle* h, const bnorm_tensor_t* d, const void* 
       *h, {{x, "x"}, {dy, "dy"}, {save_mean, "save_mean"}, {local_sums, "local_sums"}}));
   if (d->n == 0) return zero_floats(h, {{local_sums, 2 * d->c}});
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::sync_backward_sums(*d, x, dy, save_mean, local_sums);
-    return ok_status();
+    return run_cpu(
+        h, BNORM_OP_SYNC_BACKWARD_SUMS, [&] { bnorm::cpu::ref::sync_backward_sums(*d, x, dy, save_mean, local_sums); },
+        [&](bnorm::cpu::fast::Context& c) { bnorm::cpu::fast::sync_backward_sums(c, *d, x, dy, save_mean, local_sums); });
   }
   bnorm::OpArgs a;
   a.sync_sums = {x, dy, save_mean, local_sums};
@@ -220,9 +241,16 @@ Status sync_backward(bnorm_handle* h, const bnorm_tensor_t* d, const void* x, co
                                        {dbeta, "dbeta"}}));
   // n = 0 runs too: dgamma and dbeta are the whole batch's.
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::sync_backward(*d, x, dy, gamma, save_mean, save_invstd, global_stats, global_sums, dx, dgamma,
-                              dbeta);
-    return ok_status();
+    return run_cpu(
+        h, BNORM_OP_SYNC_BACKWARD,
+        [&] {
+          bnorm::cpu::ref::sync_backward(*d, x, dy, gamma, save_mean, save_invstd, global_stats, global_sums, dx,
+                                         dgamma, dbeta);
+        },
+        [&](bnorm::cpu::fast::Context& c) {
+          bnorm::cpu::fast::sync_backward(c, *d, x, dy, gamma, save_mean, save_invstd, global_stats, global_sums,
+                                          dx, dgamma, dbeta);
+        });
   }
   bnorm::OpArgs a;
   a.sync_bwd = {x, dy, gamma, save_mean, save_invstd, global_stats, global_sums, dx, dgamma, dbeta};

@@ -4,7 +4,7 @@
 // dispatch.
 #include "api_common.hpp"
 #include "bnorm/bnorm.h"
-#include "cpu/cpu_backend.hpp"
+#include "cpu/reference.hpp"
 #include "cuda_backend.hpp"
 #include "nvtx.hpp"
 
@@ -55,9 +55,14 @@ Status forward(bnorm_handle* h, const Norm& nm, const bnorm_tensor_t* d, const v
                                        {save_mean, "save_mean"}, {save_invstd, "save_invstd"}}));
   if (d->n == 0) return ok_status();  // no samples, no statistics
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::per_sample_forward(*d, nm.layer ? 1 : nm.groups, nm.layer, x, y, gamma, beta, eps, save_mean,
-                                   save_invstd);
-    return ok_status();
+    const int64_t groups = nm.layer ? 1 : nm.groups;
+    return run_cpu(
+        h, nm.op(true),
+        [&] { bnorm::cpu::ref::per_sample_forward(*d, groups, nm.layer, x, y, gamma, beta, eps, save_mean, save_invstd); },
+        [&](bnorm::cpu::fast::Context& c) {
+          bnorm::cpu::fast::per_sample_forward(c, *d, groups, nm.layer, x, y, gamma, beta, eps, save_mean,
+                                               save_invstd);
+        });
   }
   bnorm::OpArgs a;
   a.sample_fwd = {x, y, gamma, beta, eps, save_mean, save_invstd};
@@ -93,9 +98,17 @@ Status backward(bnorm_handle* h, const Norm& nm, const bnorm_tensor_t* d, const 
                                        {dbeta, "dbeta"}}));
   if (d->n == 0) return zero_floats(h, {{dgamma, nm.features(*d)}, {dbeta, nm.features(*d)}});
   if (h->backend == BNORM_BACKEND_CPU) {
-    bnorm::cpu::per_sample_backward(*d, nm.layer ? 1 : nm.groups, nm.layer, x, dy, gamma, save_mean, save_invstd,
-                                    dx, dgamma, dbeta);
-    return ok_status();
+    const int64_t groups = nm.layer ? 1 : nm.groups;
+    return run_cpu(
+        h, nm.op(false),
+        [&] {
+          bnorm::cpu::ref::per_sample_backward(*d, groups, nm.layer, x, dy, gamma, save_mean, save_invstd, dx,
+                                               dgamma, dbeta);
+        },
+        [&](bnorm::cpu::fast::Context& c) {
+          bnorm::cpu::fast::per_sample_backward(c, *d, groups, nm.layer, x, dy, gamma, save_mean, save_invstd, dx,
+                                                dgamma, dbeta);
+        });
   }
   bnorm::OpArgs a;
   a.sample_bwd = {x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta};

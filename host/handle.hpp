@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bnorm/bnorm.h"
+#include "cpu/fast.hpp"
 #include "kernels/launch.hpp"
 #include "status.hpp"
 
@@ -31,6 +32,10 @@ struct bnorm_handle {
   bnorm::kern::Workspace workspace;
 
   std::array<std::string, bnorm::kOpCount> forced;  // per bnorm_op_t, "" when not forced
+
+  // CPU only: the fast path's threads (0: OpenMP's default) and scratch.
+  int cpu_threads = 0;
+  bnorm::cpu::fast::Workspace cpu_workspace;
 };
 
 namespace bnorm {

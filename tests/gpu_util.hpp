@@ -96,7 +96,10 @@ class GpuTest : public testing::Test {
     const bnorm_status_t s = bnorm_create(&gpu_, BNORM_BACKEND_CUDA, 0);
     if (s == BNORM_STATUS_NO_DEVICE) GTEST_SKIP() << "no CUDA device: " << bnorm_last_error();
     ASSERT_EQ(s, BNORM_STATUS_SUCCESS) << bnorm_last_error();
+    // The oracle: the CPU backend's float64 variant for every operation.
     ASSERT_EQ(bnorm_create(&cpu_, BNORM_BACKEND_CPU, 0), BNORM_STATUS_SUCCESS);
+    for (int op = BNORM_OP_FORWARD_TRAINING; op <= BNORM_OP_SYNC_BACKWARD; ++op)
+      ASSERT_EQ(bnorm_set_variant(cpu_, static_cast<bnorm_op_t>(op), "cpu_reference"), BNORM_STATUS_SUCCESS);
   }
   void TearDown() override {
     if (gpu_) {

@@ -68,15 +68,39 @@ TEST(Api, HandleAccessors) {
   bnorm_choice_t why;
   const bnorm_tensor_t d = nchw(2, 3, 4, 5);
   ASSERT_EQ(bnorm_query_variant(h.h, BNORM_OP_BACKWARD, &d, 1, spec, sizeof spec, &why), BNORM_STATUS_SUCCESS);
-  EXPECT_STREQ(spec, "cpu_reference");
-  EXPECT_EQ(why, BNORM_CHOICE_ONLY);
+  EXPECT_STREQ(spec, "cpu_fast");
+  EXPECT_EQ(why, BNORM_CHOICE_HEURISTIC);
   int count = 0;
   size_t needed = 0;
   ASSERT_EQ(bnorm_list_variants(h.h, BNORM_OP_BACKWARD, &d, 1, nullptr, 0, &count, &needed), BNORM_STATUS_SUCCESS);
-  EXPECT_EQ(count, 1);
-  EXPECT_EQ(needed, std::strlen("cpu_reference\n") + 1);
+  EXPECT_EQ(count, 2);
+  EXPECT_EQ(needed, std::strlen("cpu_fast\ncpu_reference\n") + 1);
+  char list[64];
+  ASSERT_EQ(bnorm_list_variants(h.h, BNORM_OP_BACKWARD, &d, 1, list, sizeof list, &count, nullptr),
+            BNORM_STATUS_SUCCESS);
+  EXPECT_STREQ(list, "cpu_fast\ncpu_reference\n");
   EXPECT_EQ(bnorm_set_variant(h.h, BNORM_OP_BACKWARD, "two_pass_block"), BNORM_STATUS_INVALID_VALUE);
   EXPECT_EQ(bnorm_set_variant(h.h, BNORM_OP_BACKWARD, "cpu_reference"), BNORM_STATUS_SUCCESS);
+  ASSERT_EQ(bnorm_query_variant(h.h, BNORM_OP_BACKWARD, &d, 1, spec, sizeof spec, &why), BNORM_STATUS_SUCCESS);
+  EXPECT_STREQ(spec, "cpu_reference");
+  EXPECT_EQ(why, BNORM_CHOICE_OVERRIDE);
+  // The other operations keep the default.
+  ASSERT_EQ(bnorm_query_variant(h.h, BNORM_OP_FORWARD_TRAINING, &d, 1, spec, sizeof spec, &why), BNORM_STATUS_SUCCESS);
+  EXPECT_STREQ(spec, "cpu_fast");
+  EXPECT_EQ(bnorm_set_variant(h.h, BNORM_OP_BACKWARD, nullptr), BNORM_STATUS_SUCCESS);
+  ASSERT_EQ(bnorm_query_variant(h.h, BNORM_OP_BACKWARD, &d, 1, spec, sizeof spec, &why), BNORM_STATUS_SUCCESS);
+  EXPECT_STREQ(spec, "cpu_fast");
+  // Threads: any count >= 0; the getter says what a large call would use.
+  int threads = -1;
+  ASSERT_EQ(bnorm_get_cpu_threads(h.h, &threads), BNORM_STATUS_SUCCESS);
+  EXPECT_GE(threads, 1);
+  EXPECT_EQ(bnorm_set_cpu_threads(h.h, 3), BNORM_STATUS_SUCCESS);
+  ASSERT_EQ(bnorm_get_cpu_threads(h.h, &threads), BNORM_STATUS_SUCCESS);
+  EXPECT_EQ(threads, 3);  // the builds have OpenMP (tools/deps.sh)
+  EXPECT_EQ(bnorm_set_cpu_threads(h.h, -1), BNORM_STATUS_INVALID_VALUE);
+  EXPECT_EQ(bnorm_set_cpu_threads(nullptr, 1), BNORM_STATUS_INVALID_VALUE);
+  EXPECT_EQ(bnorm_get_cpu_threads(h.h, nullptr), BNORM_STATUS_INVALID_VALUE);
+  EXPECT_EQ(bnorm_set_cpu_threads(h.h, 0), BNORM_STATUS_SUCCESS);
   EXPECT_EQ(bnorm_set_variant(h.h, static_cast<bnorm_op_t>(BNORM_OP_SYNC_BACKWARD + 1), nullptr),
             BNORM_STATUS_INVALID_VALUE);
 }

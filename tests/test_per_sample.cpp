@@ -68,12 +68,12 @@ class PerSample : public testing::TestWithParam<Param> {
   }
 };
 
-// The CPU backend accumulates in float64 and rounds once: within a few units of the
-// storage dtype of the reference.
+// The CPU backend's float64 variant accumulates in float64 and rounds once: within a few
+// units of the storage dtype of the reference.
 double tol(bnorm_dtype_t t) { return t == BNORM_DTYPE_F32 ? 1e-6 : 4 * unit_roundoff(t); }
 
 TEST_P(PerSample, ForwardAndBackwardMatchTheFloat64Reference) {
-  Handle h;
+  Handle h("cpu_reference");  // the oracle itself; test_cpu_fast.cpp holds the fast path to it
   const bnorm_tensor_t d = desc();
   const int64_t ne = numel(d), rows = d.n * groups();
   const auto x = random_input(d, 11), dy = random_input(d, 12);

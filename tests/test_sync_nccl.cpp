@@ -99,6 +99,8 @@ TEST(SyncNccl, EveryRankEqualsOneProcess) {
     const auto rm0 = random_vector(c, 5, -1, 1), rv0 = random_vector(c, 6, 0.5, 2);
     bnorm_handle_t cpu = nullptr;
     ASSERT_EQ(bnorm_create(&cpu, BNORM_BACKEND_CPU, 0), BNORM_STATUS_SUCCESS);
+    for (int op = BNORM_OP_FORWARD_TRAINING; op <= BNORM_OP_SYNC_BACKWARD; ++op)
+      ASSERT_EQ(bnorm_set_variant(cpu, static_cast<bnorm_op_t>(op), "cpu_reference"), BNORM_STATUS_SUCCESS);
     std::vector<float> y_ref(x.size()), dx_ref(x.size()), rm_ref = rm0, rv_ref = rv0, sm(c), si(c), dg_ref(c), db_ref(c);
     ASSERT_EQ(bnorm_forward_training(cpu, &whole, x.data(), y_ref.data(), gamma.data(), beta.data(), 0.1f, 1e-5f,
                                      rm_ref.data(), rv_ref.data(), sm.data(), si.data()),

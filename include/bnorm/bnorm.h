@@ -131,6 +131,15 @@ BNORM_API bnorm_status_t bnorm_set_stream(bnorm_handle_t handle, void* cuda_stre
 BNORM_API bnorm_status_t bnorm_get_stream(bnorm_handle_t handle, void** cuda_stream);
 BNORM_API bnorm_status_t bnorm_get_backend(bnorm_handle_t handle, bnorm_backend_t* backend);
 
+/* The CPU backend's threads for this handle's calls: threads >= 1, or 0 for OpenMP's
+ * default (OMP_NUM_THREADS, else one per core). Results do not depend on it: the work
+ * of a call is cut by its shape alone and merged in a fixed order, so any thread count
+ * gives the same bits. A call with little work uses fewer threads. Negative counts are
+ * BNORM_STATUS_INVALID_VALUE; a CUDA handle answers BNORM_STATUS_NOT_SUPPORTED.
+ * bnorm_get_cpu_threads gives the count a large call would use now. */
+BNORM_API bnorm_status_t bnorm_set_cpu_threads(bnorm_handle_t handle, int threads);
+BNORM_API bnorm_status_t bnorm_get_cpu_threads(bnorm_handle_t handle, int* threads);
+
 /*
  * Forward in training mode, per channel c over its M = n*h*w values:
  *   mean_c = sum(x)/M,  var_c = sum((x - mean_c)^2)/M    (Welford, fp32 or better)
@@ -363,8 +372,11 @@ BNORM_API bnorm_status_t bnorm_sync_backward(
  * heuristic's value. The choice for a call, in order: a spec forced on the handle
  * (bnorm_set_variant) or by the environment (BNORM_VARIANT, applied to the ops that
  * have a variant of that name), an entry of the tuning cache, the heuristic.
- * BNORM_VERBOSE=1 prints every choice to stderr. The CPU backend has one
- * implementation, named "cpu_reference". */
+ * BNORM_VERBOSE=1 prints every choice to stderr. The CPU backend has two
+ * implementations of every operation: "cpu_fast", the default (float32 arithmetic in
+ * vectorized loops, float64 where partial results meet, on several threads), and
+ * "cpu_reference" (float64 throughout, one thread: the oracle the tests hold the fast
+ * path and the CUDA kernels to); BNORM_VARIANT=cpu_reference selects it for every op. */
 typedef enum {
   BNORM_CHOICE_OVERRIDE = 0,  /* bnorm_set_variant or BNORM_VARIANT */
   BNORM_CHOICE_CACHE = 1,     /* the tuning cache's entry for this exact key */

@@ -946,14 +946,15 @@ void run_queries(FuzzedDataProvider& f, bnorm_handle_t cpu, bool cuda) {
   const char* name = c_caller_status_string(f.ConsumeIntegral<int>());
   FUZZ_CHECK(name && std::strncmp(name, "BNORM_STATUS_", 13) == 0, "bnorm_status_string gave '%s'", name ? name : "NULL");
 
-  // set_variant with a fuzzed spec: a CPU handle accepts only its one variant.
+  // set_variant with a fuzzed spec: a CPU handle accepts only its two variants.
   std::string spec = f.ConsumeRandomLengthString(48);
   const bool null_spec = f.ConsumeIntegralInRange<int>(0, 7) == 0;
   bnorm_status_t s = c_caller_set_variant(h, op, null_spec ? nullptr : spec.c_str());
   if (!op_ok) FUZZ_CHECK(s == BNORM_STATUS_INVALID_VALUE, "set_variant accepted op %d", op);
   if (op_ok && null_spec) FUZZ_CHECK(s == BNORM_STATUS_SUCCESS, "set_variant(NULL) failed: %s", bnorm_last_error());
   if (op_ok && !null_spec && !cuda)
-    FUZZ_CHECK((s == BNORM_STATUS_SUCCESS) == (std::strcmp(spec.c_str(), "cpu_reference") == 0),
+    FUZZ_CHECK((s == BNORM_STATUS_SUCCESS) ==
+                   (std::strcmp(spec.c_str(), "cpu_reference") == 0 || std::strcmp(spec.c_str(), "cpu_fast") == 0),
                "CPU set_variant('%s') gave %s", spec.c_str(), bnorm_status_string(s));  // up to a NUL
   if (s != BNORM_STATUS_SUCCESS) FUZZ_CHECK(bnorm_last_error()[0] != '\0', "set_variant failed with no message");
 
@@ -966,8 +967,11 @@ void run_queries(FuzzedDataProvider& f, bnorm_handle_t cpu, bool cuda) {
   if (s == BNORM_STATUS_SUCCESS) {
     FUZZ_CHECK(query_op_ok && desc_ok && len > 0, "query_variant succeeded on a bad call");
     FUZZ_CHECK(nul_terminated(buf), "query_variant: no NUL within %zu bytes", len);
-    if (!cuda) FUZZ_CHECK(std::string("cpu_reference").rfind(buf.v.data(), 0) == 0 && why == static_cast<int>(BNORM_CHOICE_ONLY),
-                          "CPU query_variant gave '%s'", buf.v.data());
+    if (!cuda)  // what fits of the name, the oracle only when forced
+      FUZZ_CHECK((std::string("cpu_reference").rfind(buf.v.data(), 0) == 0 && why == static_cast<int>(BNORM_CHOICE_OVERRIDE)) ||
+                     (std::string("cpu_fast").rfind(buf.v.data(), 0) == 0 &&
+                      (why == static_cast<int>(BNORM_CHOICE_HEURISTIC) || why == static_cast<int>(BNORM_CHOICE_OVERRIDE))),
+                 "CPU query_variant gave '%s' (%d)", buf.v.data(), why);
   } else {
     FUZZ_CHECK(!(query_op_ok && desc_ok && len > 0) || cuda, "CPU query_variant failed on a good call: %s",
                bnorm_last_error());
@@ -992,7 +996,8 @@ void run_queries(FuzzedDataProvider& f, bnorm_handle_t cpu, bool cuda) {
   FUZZ_CHECK(query_op_ok && desc_ok, "list_variants succeeded on a bad call");
   FUZZ_CHECK(count >= 0 && needed >= 1, "list_variants: count %d, needed %zu", count, needed);
   if (len2 > 0) FUZZ_CHECK(nul_terminated(small), "list_variants: no NUL within %zu bytes", len2);
-  if (!cuda) FUZZ_CHECK(count == 1 && needed == sizeof("cpu_reference\n"), "CPU list_variants: %d, %zu", count, needed);
+  if (!cuda)
+    FUZZ_CHECK(count == 2 && needed == sizeof("cpu_fast\ncpu_reference\n"), "CPU list_variants: %d, %zu", count, needed);
   if (!cuda || count == 0 || needed > (1u << 16)) return;
   Bytes all(needed);
   int count2 = 0;

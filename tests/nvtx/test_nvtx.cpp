@@ -52,7 +52,8 @@ class Nvtx : public testing::Test {
 // The functions without a range: they only read or format state, and a range would cost
 // more than they do.
 const std::set<std::string> kAccessors = {"bnorm_get_version", "bnorm_status_string", "bnorm_last_error",
-                                          "bnorm_get_stream",  "bnorm_get_backend",   "bnorm_report_error"};
+                                          "bnorm_get_stream",  "bnorm_get_backend",   "bnorm_report_error",
+                                          "bnorm_get_cpu_threads"};
 
 struct Call {
   const char* name;
@@ -117,6 +118,7 @@ std::vector<Call> calls_with_bad_arguments() {
        [=] { return bnorm_sync_backward(h, d, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                         nullptr, nullptr); }},
       {"bnorm_set_variant", [=] { return bnorm_set_variant(h, fwd, nullptr); }},
+      {"bnorm_set_cpu_threads", [=] { return bnorm_set_cpu_threads(h, 0); }},
       {"bnorm_query_variant", [=] { return bnorm_query_variant(h, fwd, d, 1, nullptr, 0, nullptr); }},
       {"bnorm_list_variants", [=] { return bnorm_list_variants(h, fwd, d, 1, nullptr, 0, nullptr, nullptr); }},
       {"bnorm_query_variant_grouped",
@@ -165,6 +167,8 @@ TEST_F(Nvtx, ASuccessfulCallHasOneRangeAndAccessorsHaveNone) {
   void* stream = nullptr;
   EXPECT_EQ(bnorm_get_backend(h, &b), BNORM_STATUS_SUCCESS);
   EXPECT_EQ(bnorm_get_stream(h, &stream), BNORM_STATUS_SUCCESS);
+  int threads = 0;
+  EXPECT_EQ(bnorm_get_cpu_threads(h, &threads), BNORM_STATUS_SUCCESS);
   (void)bnorm_get_version();
   (void)bnorm_status_string(BNORM_STATUS_SUCCESS);
   (void)bnorm_last_error();

@@ -1,5 +1,5 @@
-// The CPU reference backend (see cpu_backend.hpp).
-#include "cpu_backend.hpp"
+// The CPU backend's float64 oracle (see reference.hpp): batch norm's three operations.
+#include "reference.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -7,7 +7,7 @@
 #include "cpu_common.hpp"
 #include "kernels/welford.cuh"
 
-namespace bnorm::cpu {
+namespace bnorm::cpu::ref {
 namespace {
 
 // The forward epilogue act(v + z), in float64 before the one rounding to T. ReLU keeps
@@ -110,4 +110,4 @@ void backward(const bnorm_tensor_t& d, const void* xv, const void* yv, const voi
   });
 }
 
-}  // namespace bnorm::cpu
+}  // namespace bnorm::cpu::ref

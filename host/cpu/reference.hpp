@@ -1,13 +1,14 @@
-// The CPU reference backend: the same operations as the CUDA kernels, accumulating in
-// float64 with the shared Welford code, for NCHW and NHWC tensors of float32, float16
-// and bfloat16 (parameters and statistics float32). It is the oracle of the GPU tests
-// and runs the library where no GPU exists. Arguments arrive validated; tensor pointers
-// are of desc.dtype.
+// The CPU backend's float64 oracle, variant cpu_reference: the same operations as the CUDA
+// kernels and the fast path (fast.hpp), accumulating in float64 with the shared Welford
+// code, for NCHW and NHWC tensors of float32, float16 and bfloat16 (parameters and
+// statistics float32). Plain loops, one thread: the tests compare the fast path and the
+// CUDA kernels against it, and bnorm_set_variant(h, op, "cpu_reference") selects it.
+// Arguments arrive validated; tensor pointers are of desc.dtype.
 #pragma once
 
 #include "bnorm/bnorm.h"
 
-namespace bnorm::cpu {
+namespace bnorm::cpu::ref {
 
 // The fused forms (bnorm.h): z may be null (no add); relu applies max(v, 0).
 void forward_training(const bnorm_tensor_t& d, const void* x, const void* z, void* y, const float* gamma,
@@ -56,4 +57,4 @@ void per_sample_backward(const bnorm_tensor_t& d, int64_t groups, bool per_value
                          const float* gamma, const float* save_mean, const float* save_invstd, void* dx,
                          float* dgamma, float* dbeta);
 
-}  // namespace bnorm::cpu
+}  // namespace bnorm::cpu::ref

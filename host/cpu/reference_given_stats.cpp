@@ -1,15 +1,15 @@
-// The CPU backend's batch norm with given statistics (cpu_backend.hpp): frozen batch
+// The CPU backend's batch norm with given statistics (reference.hpp): frozen batch
 // norm's backward, folding into weights, and synchronized batch norm's passes, in
 // float64 like the rest of the backend.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 
-#include "cpu_backend.hpp"
+#include "reference.hpp"
 #include "cpu_common.hpp"
 #include "kernels/welford.cuh"
 
-namespace bnorm::cpu {
+namespace bnorm::cpu::ref {
 
 void backward_frozen(const bnorm_tensor_t& d, const void* xv, const void* dyv, const float* gamma,
                      const float* running_mean, const float* running_var, float eps, void* dxv, float* dgamma,
@@ -151,4 +151,4 @@ void sync_backward(const bnorm_tensor_t& d, const void* xv, const void* dyv, con
   });
 }
 
-}  // namespace bnorm::cpu
+}  // namespace bnorm::cpu::ref

@@ -1,15 +1,15 @@
-// The CPU backend's group, instance and layer norm (cpu_backend.hpp): per sample and
+// The CPU backend's group, instance and layer norm (reference.hpp): per sample and
 // group, Welford in float64 over the group's values in (channel, place) order, in either
 // layout; the backward's sums in float64.
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
-#include "cpu_backend.hpp"
+#include "reference.hpp"
 #include "cpu_common.hpp"
 #include "kernels/welford.cuh"
 
-namespace bnorm::cpu {
+namespace bnorm::cpu::ref {
 namespace {
 
 // Visits group g of sample n: f(offset, feature) over its channels and their places,
@@ -78,4 +78,4 @@ void per_sample_backward(const bnorm_tensor_t& d, int64_t groups, bool per_value
   });
 }
 
-}  // namespace bnorm::cpu
+}  // namespace bnorm::cpu::ref

@@ -1,0 +1,697 @@
+// The CPU backend's fast path (see fast.hpp): how a call's work is cut into blocks, which
+// thread runs which, and the per-channel arithmetic between the passes. The loops over
+// values are in fast_kernels.hpp.
+//
+// Two geometries. Planes (NCHW with h*w > 1): channel c is n runs of h*w values, cut into
+// blocks of whole samples; a block's statistics are a Welford state, a channel's the
+// merge of its blocks in order. Rows (NHWC, and any (N, C) tensor): n*h*w rows of c
+// values, cut into blocks of rows; the loops see a row set as one flat run whose value i
+// belongs to lane i % w, w = c (times k rows when c is small, so a step still fills
+// kLanes lanes), and lanes fold into channels in order.
+//
+// Planes with enough channels run a channel per task, statistics then output while the
+// channel is still in cache: the tensor is read once from memory (2S in forward, 3S in
+// backward, the floors), the second read coming from L2. Otherwise the passes run one
+// after the other over all blocks (3S and 5S), each in parallel.
+#include "fast.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+
+namespace bnorm::cpu::fast {
+namespace {
+
+// Values per block: enough that a task pays for its scheduling many times over, few
+// enough that a few-channel tensor still splits over the threads.
+constexpr int64_t kBlock = 32768;
+// Fewer values than this per thread and a call uses fewer threads: the fork and join
+// (a few microseconds) would cost more than they save.
+constexpr int64_t kPerThread = 16384;
+// Values per lane in one chunk of a row set (fast_isa.hpp's kChunk, per lane).
+constexpr int64_t kRowsPerLaneChunk = 32;
+
+int thread_id() {
+#if defined(_OPENMP)
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+int threads_for(const Context& ctx, int64_t values) {
+  const int64_t by_work = std::max<int64_t>(1, values / kPerThread);
+  return static_cast<int>(std::min<int64_t>(max_threads(ctx), by_work));
+}
+
+// f(i) for i in [0, n), on nt threads, tasks handed out one at a time. f must not throw.
+template <class F>
+void parallel_for(int nt, int64_t n, F&& f) {
+#if defined(_OPENMP)
+  if (nt > 1 && n > 1) {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+template <class V>
+typename V::value_type* grown(V& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct Geo {
+  bool rows = false;
+  int64_t n = 0, c = 0, hw = 0;
+  // planes: samples per block, blocks per channel
+  int64_t nb = 1, blocks = 1;
+  // rows: lane width, rows per chunk and per block, blocks, rows in all
+  int w = 1;
+  int64_t chunk_rows = 1, block_rows = 1, row_blocks = 1, total_rows = 0;
+
+  Segs segs(int64_t ch, int64_t b) const {
+    const int64_t n0 = b * nb, cnt = std::min(nb, n - n0);
+    return Segs{(n0 * c + ch) * hw, hw, c * hw, cnt};
+  }
+  int64_t row0(int64_t b) const { return b * block_rows; }
+  int64_t rows_in(int64_t b) const { return std::min(block_rows, total_rows - b * block_rows); }
+};
+
+Geo geometry(int64_t n, int64_t c, int64_t hw, bool channels_last) {
+  Geo g;
+  g.n = n;
+  g.c = c;
+  g.hw = hw;
+  g.rows = channels_last || hw == 1;
+  if (n * hw == 0) {
+    g.blocks = g.row_blocks = 0;
+  } else if (!g.rows) {
+    const int64_t want = std::min(n, std::max<int64_t>(1, ceil_div(n * hw, kBlock)));
+    g.nb = ceil_div(n, want);
+    g.blocks = ceil_div(n, g.nb);
+  } else {
+    const int64_t k = c < kLanes ? ceil_div(kLanes, c) : 1;
+    g.w = static_cast<int>(c * k);
+    g.total_rows = n * hw;
+    g.chunk_rows = kRowsPerLaneChunk * k;
+    g.block_rows = g.chunk_rows * std::max<int64_t>(1, kBlock / (g.chunk_rows * c));
+    g.row_blocks = ceil_div(g.total_rows, g.block_rows);
+  }
+  return g;
+}
+
+Geo geometry(const bnorm_tensor_t& d) { return geometry(d.n, d.c, d.h * d.w, d.layout == BNORM_LAYOUT_NHWC); }
+
+const char* at(const void* p, int64_t elems, size_t elem) {
+  return p ? static_cast<const char*>(p) + elems * static_cast<int64_t>(elem) : nullptr;
+}
+char* at(void* p, int64_t elems, size_t elem) {
+  return p ? static_cast<char*>(p) + elems * static_cast<int64_t>(elem) : nullptr;
+}
+size_t elem_size(bnorm_dtype_t t) { return t == BNORM_DTYPE_F32 ? 4 : 2; }
+
+// ---- the passes, over all channels ---------------------------------------------------------
+
+// Per-channel Welford states of x.
+void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const void* x,
+                  Welford<double>* out) {
+  Workspace& ws = *ctx.ws;
+  const size_t es = elem_size(t);
+  if (!g.rows) {
+    Welford<double>* st = grown(ws.states, g.c * g.blocks);
+    const int nt = threads_for(ctx, g.n * g.c * g.hw);
+    parallel_for(nt, g.c * g.blocks, [&](int64_t i) { st[i] = k.stats(x, g.segs(i / g.blocks, i % g.blocks)); });
+    for (int64_t c = 0; c < g.c; ++c) {
+      Welford<double> s = welford_empty<double>();
+      for (int64_t b = 0; b < g.blocks; ++b) s = welford_merge(s, st[c * g.blocks + b]);
+      out[c] = s;
+    }
+    return;
+  }
+  const int nt = threads_for(ctx, g.total_rows * g.c);
+  Welford<double>* st = grown(ws.states, g.c * g.row_blocks);
+  float* scratch = grown(ws.scratch, static_cast<size_t>(nt) * 3 * g.w);
+  double* wide = grown(ws.wide, static_cast<size_t>(nt) * 2 * g.w);
+  parallel_for(nt, g.row_blocks, [&](int64_t b) {
+    const int tid = thread_id();
+    float* scr = scratch + static_cast<size_t>(tid) * 3 * g.w;
+    double* lmean = wide + static_cast<size_t>(tid) * 2 * g.w;
+    double* lm2 = lmean + g.w;
+    Welford<double>* bs = st + b * g.c;
+    for (int64_t c = 0; c < g.c; ++c) bs[c] = welford_empty<double>();
+    const int64_t r0 = g.row0(b), rows = g.rows_in(b);
+    for (int64_t r = 0; r < rows; r += g.chunk_rows) {
+      const int64_t nvals = std::min(g.chunk_rows, rows - r) * g.c;
+      k.lane_stats(at(x, (r0 + r) * g.c, es), nvals, g.w, scr, lmean, lm2);
+      const int64_t full = nvals / g.w, part = nvals % g.w;
+      for (int l = 0; l < g.w && l < nvals; ++l) {
+        const double cnt = static_cast<double>(full + (l < part ? 1 : 0));
+        Welford<double>& s = bs[l % g.c];
+        s = welford_merge(s, Welford<double>{cnt, lmean[l], lm2[l]});
+      }
+    }
+  });
+  for (int64_t c = 0; c < g.c; ++c) {
+    Welford<double> s = welford_empty<double>();
+    for (int64_t b = 0; b < g.row_blocks; ++b) s = welford_merge(s, st[b * g.c + c]);
+    out[c] = s;
+  }
+}
+
+// Per-channel sums of g and g * (x - mean[c]), g = dy masked by y > 0 when mask is given.
+void reduce_sums(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const void* x, const void* mask,
+                 const void* dy, const float* mean, Sums* out) {
+  Workspace& ws = *ctx.ws;
+  const size_t es = elem_size(t);
+  if (!g.rows) {
+    Sums* bs = grown(ws.sums, g.c * g.blocks);
+    const int nt = threads_for(ctx, g.n * g.c * g.hw);
+    parallel_for(nt, g.c * g.blocks, [&](int64_t i) {
+      const int64_t c = i / g.blocks;
+      bs[i] = k.grad_sums(x, mask, dy, g.segs(c, i % g.blocks), mean[c]);
+    });
+    for (int64_t c = 0; c < g.c; ++c) {
+      Sums s{0.0, 0.0};
+      for (int64_t b = 0; b < g.blocks; ++b) {
+        s.g += bs[c * g.blocks + b].g;
+        s.gx += bs[c * g.blocks + b].gx;
+      }
+      out[c] = s;
+    }
+    return;
+  }
+  const int nt = threads_for(ctx, g.total_rows * g.c);
+  Sums* bs = grown(ws.sums, g.c * g.row_blocks);
+  float* lane_mean = grown(ws.lanes, g.w);
+  for (int l = 0; l < g.w; ++l) lane_mean[l] = mean[l % g.c];
+  float* scratch = grown(ws.scratch, static_cast<size_t>(nt) * 2 * g.w);
+  double* wide = grown(ws.wide, static_cast<size_t>(nt) * 2 * g.w);
+  parallel_for(nt, g.row_blocks, [&](int64_t b) {
+    const int tid = thread_id();
+    float* scr = scratch + static_cast<size_t>(tid) * 2 * g.w;
+    double* sg = wide + static_cast<size_t>(tid) * 2 * g.w;
+    double* sgx = sg + g.w;
+    std::fill(sg, sg + 2 * g.w, 0.0);
+    const int64_t r0 = g.row0(b), rows = g.rows_in(b);
+    for (int64_t r = 0; r < rows; r += g.chunk_rows) {
+      const int64_t nvals = std::min(g.chunk_rows, rows - r) * g.c;
+      const int64_t o = (r0 + r) * g.c;
+      k.lane_grad_sums(at(x, o, es), at(mask, o, es), at(dy, o, es), nvals, g.w, lane_mean, scr, sg, sgx);
+    }
+    Sums* s = bs + b * g.c;
+    for (int64_t c = 0; c < g.c; ++c) s[c] = Sums{0.0, 0.0};
+    for (int l = 0; l < g.w; ++l) {
+      s[l % g.c].g += sg[l];
+      s[l % g.c].gx += sgx[l];
+    }
+  });
+  for (int64_t c = 0; c < g.c; ++c) {
+    Sums s{0.0, 0.0};
+    for (int64_t b = 0; b < g.row_blocks; ++b) {
+      s.g += bs[b * g.c + c].g;
+      s.gx += bs[b * g.c + c].gx;
+    }
+    out[c] = s;
+  }
+}
+
+void map_affine(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const void* x, const void* z,
+                void* y, const Affine* coef, bool relu) {
+  const size_t es = elem_size(t);
+  if (!g.rows) {
+    const int nt = threads_for(ctx, g.n * g.c * g.hw);
+    parallel_for(nt, g.c * g.blocks, [&](int64_t i) {
+      const int64_t c = i / g.blocks;
+      k.affine(x, z, y, g.segs(c, i % g.blocks), coef[c], relu);
+    });
+    return;
+  }
+  float* lanes = grown(ctx.ws->lanes, 4 * static_cast<size_t>(g.w));
+  for (int l = 0; l < g.w; ++l) {
+    const Affine& a = coef[l % g.c];
+    lanes[l] = a.mean_hi;
+    lanes[g.w + l] = a.mean_lo;
+    lanes[2 * g.w + l] = a.scale;
+    lanes[3 * g.w + l] = a.shift;
+  }
+  const LaneAffine la{lanes, lanes + g.w, lanes + 2 * g.w, lanes + 3 * g.w};
+  const int nt = threads_for(ctx, g.total_rows * g.c);
+  parallel_for(nt, g.row_blocks, [&](int64_t b) {
+    const int64_t o = g.row0(b) * g.c;
+    k.lane_affine(at(x, o, es), at(z, o, es), at(y, o, es), g.rows_in(b) * g.c, g.w, la, relu);
+  });
+}
+
+void map_dx(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const void* x, const void* mask,
+            const void* dy, void* dx, void* dz, const DxCoef* coef, bool relu) {
+  const size_t es = elem_size(t);
+  if (!g.rows) {
+    const int nt = threads_for(ctx, g.n * g.c * g.hw);
+    parallel_for(nt, g.c * g.blocks, [&](int64_t i) {
+      const int64_t c = i / g.blocks;
+      k.dx_map(x, mask, dy, dx, dz, g.segs(c, i % g.blocks), coef[c], relu);
+    });
+    return;
+  }
+  float* lanes = grown(ctx.ws->lanes, 4 * static_cast<size_t>(g.w));
+  for (int l = 0; l < g.w; ++l) {
+    const DxCoef& a = coef[l % g.c];
+    lanes[l] = a.mean;
+    lanes[g.w + l] = a.g;
+    lanes[2 * g.w + l] = a.xc;
+    lanes[3 * g.w + l] = a.c0;
+  }
+  const LaneDx la{lanes, lanes + g.w, lanes + 2 * g.w, lanes + 3 * g.w};
+  const int nt = threads_for(ctx, g.total_rows * g.c);
+  parallel_for(nt, g.row_blocks, [&](int64_t b) {
+    const int64_t o = g.row0(b) * g.c;
+    k.lane_dx(at(x, o, es), at(mask, o, es), at(dy, o, es), at(dx, o, es), at(dz, o, es), g.rows_in(b) * g.c,
+              g.w, la, relu);
+  });
+}
+
+// A channel per task, both passes back to back, when there are channels enough for the
+// threads: the same blocks and merge order as reduce_stats + map_affine.
+bool channel_tasks(const Context& ctx, const Geo& g) {
+  if (g.rows) return false;
+  const int nt = threads_for(ctx, g.n * g.c * g.hw);
+  return g.blocks == 1 || g.c >= 2 * static_cast<int64_t>(nt);
+}
+
+// ---- per-channel arithmetic between the passes -----------------------------------------------
+
+Affine affine_of(double mean, double invstd, const float* gamma, const float* beta, int64_t c) {
+  const double g = gamma ? gamma[c] : 1.0;
+  const float hi = static_cast<float>(mean);
+  return Affine{hi, static_cast<float>(mean - static_cast<double>(hi)), static_cast<float>(invstd * g),
+                beta ? beta[c] : 0.0f};
+}
+
+// Forward training's statistics of channel c: saved, blended into the running ones (as
+// reference.cpp), and the output's coefficients.
+struct TrainingOut {
+  const float *gamma, *beta;
+  float momentum, eps;
+  float *running_mean, *running_var, *save_mean, *save_invstd;
+
+  Affine finish(int64_t c, const Welford<double>& s) const {
+    const double m = s.count;
+    const double v = s.m2 / m;
+    const double var = v < 0.0 ? 0.0 : v;
+    const double invstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    if (save_mean) save_mean[c] = static_cast<float>(s.mean);
+    if (save_invstd) save_invstd[c] = static_cast<float>(invstd);
+    if (running_mean) {
+      const double mo = momentum;
+      const double vu = s.m2 / (m - 1.0);
+      running_mean[c] = static_cast<float>((1.0 - mo) * running_mean[c] + mo * s.mean);
+      running_var[c] = static_cast<float>((1.0 - mo) * running_var[c] + mo * (vu < 0.0 ? 0.0 : vu));
+    }
+    return affine_of(s.mean, invstd, gamma, beta, c);
+  }
+};
+
+// Backward's coefficients of channel c from its sums over m values.
+DxCoef dx_coef(double mean, double invstd, double g, double m, const Sums& s, float* dgamma, float* dbeta,
+               int64_t c) {
+  const double db = s.g, dg = s.gx * invstd;
+  const double k = g * invstd / m;
+  if (dgamma) dgamma[c] = static_cast<float>(dg);
+  if (dbeta) dbeta[c] = static_cast<float>(db);
+  return DxCoef{static_cast<float>(mean), static_cast<float>(k * m), static_cast<float>(-k * dg * invstd),
+                static_cast<float>(-k * db)};
+}
+
+}  // namespace
+
+int max_threads(const Context& ctx) {
+#if defined(_OPENMP)
+  return ctx.threads > 0 ? ctx.threads : omp_get_max_threads();
+#else
+  (void)ctx;
+  return 1;
+#endif
+}
+
+// ---- batch norm ------------------------------------------------------------------------------
+
+void forward_training(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* z, void* y,
+                      const float* gamma, const float* beta, float momentum, float eps, float* running_mean,
+                      float* running_var, float* save_mean, float* save_invstd, bool relu) {
+  const Kernels& k = kernels(d.dtype);
+  const Geo g = geometry(d);
+  const TrainingOut out{gamma, beta, momentum, eps, running_mean, running_var, save_mean, save_invstd};
+  if (channel_tasks(ctx, g)) {
+    parallel_for(threads_for(ctx, g.n * g.c * g.hw), g.c, [&](int64_t c) {
+      Welford<double> s = welford_empty<double>();
+      for (int64_t b = 0; b < g.blocks; ++b) s = welford_merge(s, k.stats(x, g.segs(c, b)));
+      const Affine a = out.finish(c, s);
+      for (int64_t b = 0; b < g.blocks; ++b) k.affine(x, z, y, g.segs(c, b), a, relu);
+    });
+    return;
+  }
+  Welford<double>* channel = grown(ctx.ws->channel_states, d.c);
+  Affine* coef = grown(ctx.ws->affine, d.c);
+  reduce_stats(ctx, k, g, d.dtype, x, channel);
+  for (int64_t c = 0; c < d.c; ++c) coef[c] = out.finish(c, channel[c]);
+  map_affine(ctx, k, g, d.dtype, x, z, y, coef, relu);
+}
+
+
+void forward_inference(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* z, void* y,
+                       const float* gamma, const float* beta, const float* running_mean, const float* running_var,
+                       float eps, bool relu) {
+  const Geo g = geometry(d);
+  Affine* coef = grown(ctx.ws->affine, d.c);
+  for (int64_t c = 0; c < d.c; ++c) {
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(eps));
+    coef[c] = affine_of(running_mean[c], invstd, gamma, beta, c);
+  }
+  map_affine(ctx, kernels(d.dtype), g, d.dtype, x, z, y, coef, relu);
+}
+
+void backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* y, const void* dy,
+              const float* gamma, const float* save_mean, const float* save_invstd, void* dx, void* dz,
+              float* dgamma, float* dbeta, bool relu) {
+  const Kernels& k = kernels(d.dtype);
+  const Geo g = geometry(d);
+  const double m = static_cast<double>(d.n * d.h * d.w);
+  const void* mask = relu ? y : nullptr;
+  auto coef_of = [&](int64_t c, const Sums& s) {
+    return dx_coef(save_mean[c], save_invstd[c], gamma ? gamma[c] : 1.0, m, s, dgamma, dbeta, c);
+  };
+  if (channel_tasks(ctx, g)) {
+    parallel_for(threads_for(ctx, g.n * g.c * g.hw), g.c, [&](int64_t c) {
+      Sums s{0.0, 0.0};
+      for (int64_t b = 0; b < g.blocks; ++b) {
+        const Sums p = k.grad_sums(x, mask, dy, g.segs(c, b), save_mean[c]);
+        s.g += p.g;
+        s.gx += p.gx;
+      }
+      const DxCoef a = coef_of(c, s);
+      for (int64_t b = 0; b < g.blocks; ++b) k.dx_map(x, mask, dy, dx, dz, g.segs(c, b), a, relu);
+    });
+    return;
+  }
+  Sums* sums = grown(ctx.ws->channel_sums, d.c);
+  DxCoef* coef = grown(ctx.ws->dx, d.c);
+  reduce_sums(ctx, k, g, d.dtype, x, mask, dy, save_mean, sums);
+  for (int64_t c = 0; c < d.c; ++c) coef[c] = coef_of(c, sums[c]);
+  map_dx(ctx, k, g, d.dtype, x, mask, dy, dx, dz, coef, relu);
+}
+
+// ---- batch norm with given statistics ----------------------------------------------------------
+
+void backward_frozen(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* dy, const float* gamma,
+                     const float* running_mean, const float* running_var, float eps, void* dx, float* dgamma,
+                     float* dbeta) {
+  const Kernels& k = kernels(d.dtype);
+  const Geo g = geometry(d);
+  DxCoef* coef = grown(ctx.ws->dx, d.c);
+  for (int64_t c = 0; c < d.c; ++c) {
+    const double is = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(eps));
+    coef[c] = DxCoef{running_mean[c], static_cast<float>((gamma ? gamma[c] : 1.0) * is), 0.0f, 0.0f};
+  }
+  // The parameter gradients are sums over the batch with the running statistics; dx is
+  // dy scaled, x unread. Sums first: dx may alias dy.
+  if (dgamma || dbeta) {
+    Sums* sums = grown(ctx.ws->channel_sums, d.c);
+    reduce_sums(ctx, k, g, d.dtype, x, nullptr, dy, running_mean, sums);
+    for (int64_t c = 0; c < d.c; ++c) {
+      const double is = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(eps));
+      if (dgamma) dgamma[c] = static_cast<float>(sums[c].gx * is);
+      if (dbeta) dbeta[c] = static_cast<float>(sums[c].g);
+    }
+  }
+  map_dx(ctx, k, g, d.dtype, nullptr, nullptr, dy, dx, nullptr, coef, false);
+}
+
+void fold_into_weights(Context& ctx, const bnorm_tensor_t& d, const void* weight, const float* bias,
+                       const float* gamma, const float* beta, const float* running_mean, const float* running_var,
+                       float eps, void* weight_out, float* bias_out) {
+  const Kernels& k = kernels(d.dtype);
+  const int64_t per = d.c * d.h * d.w;  // an output channel's weights, contiguous in either layout
+  const size_t es = elem_size(d.dtype);
+  parallel_for(threads_for(ctx, d.n * per), d.n, [&](int64_t o) {
+    const double s =
+        (gamma ? gamma[o] : 1.0) / std::sqrt(static_cast<double>(running_var[o]) + static_cast<double>(eps));
+    k.scale_run(at(weight, o * per, es), at(weight_out, o * per, es), per, static_cast<float>(s));
+    const double b = bias ? bias[o] : 0.0;
+    bias_out[o] = static_cast<float>((b - running_mean[o]) * s + (beta ? beta[o] : 0.0));
+  });
+}
+
+void sync_local_stats(Context& ctx, const bnorm_tensor_t& d, const void* x, float* local_stats) {
+  Welford<double>* st = grown(ctx.ws->channel_states, d.c);
+  reduce_stats(ctx, kernels(d.dtype), geometry(d), d.dtype, x, st);
+  for (int64_t c = 0; c < d.c; ++c) {
+    local_stats[3 * c] = static_cast<float>(st[c].count);
+    local_stats[3 * c + 1] = static_cast<float>(st[c].mean);
+    local_stats[3 * c + 2] = static_cast<float>(st[c].m2);
+  }
+}
+
+void sync_forward(Context& ctx, const bnorm_tensor_t& d, const void* x, void* y, const float* gamma,
+                  const float* beta, const float* global_stats, float momentum, float eps, float* running_mean,
+                  float* running_var, float* save_mean, float* save_invstd) {
+  Affine* coef = grown(ctx.ws->affine, d.c);
+  for (int64_t c = 0; c < d.c; ++c) {
+    const double count = global_stats[3 * c], mean = global_stats[3 * c + 1], m2 = global_stats[3 * c + 2];
+    const double var = count > 0.0 ? std::max(m2 / count, 0.0) : 0.0;
+    const double invstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    coef[c] = affine_of(mean, invstd, gamma, beta, c);
+    if (save_mean) save_mean[c] = static_cast<float>(mean);
+    if (save_invstd) save_invstd[c] = static_cast<float>(invstd);
+    // A batch of fewer than two values over all ranks has no unbiased variance.
+    if (running_mean && count >= 2.0) {
+      const double mo = momentum;
+      running_mean[c] = static_cast<float>((1.0 - mo) * running_mean[c] + mo * mean);
+      running_var[c] = static_cast<float>((1.0 - mo) * running_var[c] + mo * std::max(m2 / (count - 1.0), 0.0));
+    }
+  }
+  map_affine(ctx, kernels(d.dtype), geometry(d), d.dtype, x, nullptr, y, coef, false);
+}
+
+void sync_backward_sums(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* dy,
+                        const float* save_mean, float* local_sums) {
+  Sums* sums = grown(ctx.ws->channel_sums, d.c);
+  reduce_sums(ctx, kernels(d.dtype), geometry(d), d.dtype, x, nullptr, dy, save_mean, sums);
+  for (int64_t c = 0; c < d.c; ++c) {
+    local_sums[2 * c] = static_cast<float>(sums[c].g);
+    local_sums[2 * c + 1] = static_cast<float>(sums[c].gx);
+  }
+}
+
+void sync_backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* dy, const float* gamma,
+                   const float* save_mean, const float* save_invstd, const float* global_stats,
+                   const float* global_sums, void* dx, float* dgamma, float* dbeta) {
+  DxCoef* coef = grown(ctx.ws->dx, d.c);
+  for (int64_t c = 0; c < d.c; ++c) {
+    const double m = std::max(1.0, static_cast<double>(global_stats[3 * c]));
+    const Sums s{global_sums[2 * c], global_sums[2 * c + 1]};
+    coef[c] = dx_coef(save_mean[c], save_invstd[c], gamma ? gamma[c] : 1.0, m, s, dgamma, dbeta, c);
+  }
+  map_dx(ctx, kernels(d.dtype), geometry(d), d.dtype, x, nullptr, dy, dx, nullptr, coef, false);
+}
+
+// ---- the per-sample norms ------------------------------------------------------------------------
+// Sample n's group g is one contiguous run of (c / groups) * h * w values in NCHW, and in
+// either layout when it is the whole sample (layer norm, groups = 1) or h * w = 1: then
+// the (n, g) pairs are the channels of an NCHW view (1, n * groups, run). Channels-last
+// groups of several channels are per sample a row set (the channels of h * w rows),
+// whose channel states merge into group states.
+
+namespace {
+
+bool groups_contiguous(const bnorm_tensor_t& d, int64_t groups) {
+  return d.layout == BNORM_LAYOUT_NCHW || groups == 1 || d.h * d.w == 1;
+}
+
+// Welford states of every (n, g), n-major, into ws.channel_states.
+Welford<double>* group_states(Context& ctx, const Kernels& k, const bnorm_tensor_t& d, int64_t groups,
+                              const void* x) {
+  const int64_t hw = d.h * d.w, cpg = d.c / groups;
+  const size_t es = elem_size(d.dtype);
+  if (groups_contiguous(d, groups)) {
+    Welford<double>* st = grown(ctx.ws->channel_states, d.n * groups);
+    reduce_stats(ctx, k, geometry(1, d.n * groups, cpg * hw, false), d.dtype, x, st);
+    return st;
+  }
+  Welford<double>* st = grown(ctx.ws->channel_states, d.n * groups + d.c);
+  Welford<double>* per_channel = st + d.n * groups;
+  const Geo g = geometry(1, d.c, hw, true);
+  for (int64_t n = 0; n < d.n; ++n) {
+    reduce_stats(ctx, k, g, d.dtype, at(x, n * hw * d.c, es), per_channel);
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      Welford<double> s = welford_empty<double>();
+      for (int64_t c = gi * cpg; c < (gi + 1) * cpg; ++c) s = welford_merge(s, per_channel[c]);
+      st[n * groups + gi] = s;
+    }
+  }
+  return st;
+}
+
+// A per-value parameter array in memory order: feature c * hw + i sits at i * c + c in
+// a channels-last sample. Returns p itself where the orders agree.
+const float* in_memory_order(const bnorm_tensor_t& d, const float* p, float* buf) {
+  const int64_t hw = d.h * d.w;
+  if (!p || d.layout == BNORM_LAYOUT_NCHW || hw == 1) return p;
+  for (int64_t c = 0; c < d.c; ++c)
+    for (int64_t i = 0; i < hw; ++i) buf[i * d.c + c] = p[c * hw + i];
+  return buf;
+}
+
+}  // namespace
+
+void per_sample_forward(Context& ctx, const bnorm_tensor_t& d, int64_t groups, bool per_value, const void* x,
+                        void* y, const float* gamma, const float* beta, float eps, float* save_mean,
+                        float* save_invstd) {
+  const Kernels& k = kernels(d.dtype);
+  const int64_t hw = d.h * d.w, cpg = d.c / groups, ng = d.n * groups, per_sample = d.c * hw;
+  const size_t es = elem_size(d.dtype);
+  Welford<double>* st = group_states(ctx, k, d, groups, x);
+  // mean_hi, mean_lo, invstd per (n, g); then the per-value parameters in memory order.
+  float* v = grown(ctx.ws->values, 3 * ng + (per_value ? 2 * per_sample : 0));
+  for (int64_t j = 0; j < ng; ++j) {
+    const double mean = st[j].mean;
+    const double invstd = 1.0 / std::sqrt(std::max(st[j].m2 / st[j].count, 0.0) + static_cast<double>(eps));
+    v[j] = static_cast<float>(mean);
+    v[ng + j] = static_cast<float>(mean - static_cast<double>(v[j]));
+    v[2 * ng + j] = static_cast<float>(invstd);
+    if (save_mean) save_mean[j] = static_cast<float>(mean);
+    if (save_invstd) save_invstd[j] = static_cast<float>(invstd);
+  }
+  const int nt = threads_for(ctx, d.n * per_sample);
+  if (per_value) {  // layer norm: groups = 1, a sample is one run
+    const float* gm = in_memory_order(d, gamma, v + 3 * ng);
+    const float* bt = in_memory_order(d, beta, v + 3 * ng + per_sample);
+    parallel_for(nt, d.n, [&](int64_t n) {
+      k.affine_per_value(at(x, n * per_sample, es), at(y, n * per_sample, es), per_sample, v[n], v[ng + n],
+                         v[2 * ng + n], gm, bt);
+    });
+    return;
+  }
+  auto coef = [&](int64_t n, int64_t c) {
+    const int64_t j = n * groups + c / cpg;
+    return Affine{v[j], v[ng + j], static_cast<float>(static_cast<double>(v[2 * ng + j]) * (gamma ? gamma[c] : 1.0)),
+                  beta ? beta[c] : 0.0f};
+  };
+  if (d.layout == BNORM_LAYOUT_NCHW || hw == 1) {
+    const Geo g = geometry(1, d.n * d.c, hw, false);
+    Affine* a = grown(ctx.ws->affine, d.n * d.c);
+    for (int64_t n = 0; n < d.n; ++n)
+      for (int64_t c = 0; c < d.c; ++c) a[n * d.c + c] = coef(n, c);
+    map_affine(ctx, k, g, d.dtype, x, nullptr, y, a, false);
+    return;
+  }
+  const Geo g = geometry(1, d.c, hw, true);
+  Affine* a = grown(ctx.ws->affine, d.c);
+  for (int64_t n = 0; n < d.n; ++n) {
+    for (int64_t c = 0; c < d.c; ++c) a[c] = coef(n, c);
+    map_affine(ctx, k, g, d.dtype, at(x, n * per_sample, es), nullptr, at(y, n * per_sample, es), a, false);
+  }
+}
+
+void per_sample_backward(Context& ctx, const bnorm_tensor_t& d, int64_t groups, bool per_value, const void* x,
+                         const void* dy, const float* gamma, const float* save_mean, const float* save_invstd,
+                         void* dx, float* dgamma, float* dbeta) {
+  const Kernels& k = kernels(d.dtype);
+  const int64_t hw = d.h * d.w, cpg = d.c / groups, per_sample = d.c * hw;
+  const double len = static_cast<double>(cpg * hw);
+  const size_t es = elem_size(d.dtype);
+  const int nt = threads_for(ctx, d.n * per_sample);
+  if (per_value) {  // layer norm: one group per sample, a parameter per value
+    float* gm_buf = grown(ctx.ws->values, per_sample);
+    const float* gm = in_memory_order(d, gamma, gm_buf);
+    // The parameter gradients first (dx may alias dy): per feature, over the samples in
+    // order, features split in blocks over the threads.
+    if (dgamma || dbeta) {
+      double* acc = grown(ctx.ws->wide, 2 * per_sample);
+      std::fill(acc, acc + 2 * per_sample, 0.0);
+      const int64_t fb = std::max<int64_t>(kLanes, kBlock / std::max<int64_t>(1, d.n)) / kLanes * kLanes;
+      parallel_for(nt, ceil_div(per_sample, fb), [&](int64_t b) {
+        const int64_t f0 = b * fb, f1 = std::min(per_sample, f0 + fb);
+        k.column_grads(x, dy, d.n, per_sample, f0, f1, save_mean, save_invstd, acc, acc + per_sample);
+      });
+      for (int64_t c = 0; c < d.c; ++c)
+        for (int64_t i = 0; i < hw; ++i) {
+          const int64_t f = c * hw + i;
+          const int64_t o = d.layout == BNORM_LAYOUT_NCHW || hw == 1 ? f : i * d.c + c;
+          if (dgamma) dgamma[f] = static_cast<float>(acc[o]);
+          if (dbeta) dbeta[f] = static_cast<float>(acc[per_sample + o]);
+        }
+    }
+    parallel_for(nt, d.n, [&](int64_t n) {
+      const float mean = save_mean[n], invstd = save_invstd[n];
+      const void* xn = at(x, n * per_sample, es);
+      const void* dyn = at(dy, n * per_sample, es);
+      const Sums s = k.weighted_grad_sums(xn, dyn, per_sample, mean, gm);
+      const double is = invstd, sum_gx = s.gx * is;
+      k.dx_per_value(xn, dyn, at(dx, n * per_sample, es), per_sample, mean, invstd, gm,
+                     static_cast<float>(-is * is * sum_gx / len), static_cast<float>(-is * s.g / len));
+    });
+    return;
+  }
+  // Per (n, c): sum(dy) and sum(dy * (x - mean of its group)).
+  const int64_t nc = d.n * d.c;
+  Sums* s = grown(ctx.ws->channel_sums, nc);
+  float* mean_of = grown(ctx.ws->values, nc);
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t c = 0; c < d.c; ++c) mean_of[n * d.c + c] = save_mean[n * groups + c / cpg];
+  const bool planes = d.layout == BNORM_LAYOUT_NCHW || hw == 1;
+  if (planes) {
+    reduce_sums(ctx, k, geometry(1, nc, hw, false), d.dtype, x, nullptr, dy, mean_of, s);
+  } else {
+    const Geo g = geometry(1, d.c, hw, true);
+    for (int64_t n = 0; n < d.n; ++n)
+      reduce_sums(ctx, k, g, d.dtype, at(x, n * per_sample, es), nullptr, at(dy, n * per_sample, es),
+                  mean_of + n * d.c, s + n * d.c);
+  }
+  if (dgamma || dbeta)
+    for (int64_t c = 0; c < d.c; ++c) {
+      double dg = 0.0, db = 0.0;
+      for (int64_t n = 0; n < d.n; ++n) {
+        dg += s[n * d.c + c].gx * save_invstd[n * groups + c / cpg];
+        db += s[n * d.c + c].g;
+      }
+      if (dgamma) dgamma[c] = static_cast<float>(dg);
+      if (dbeta) dbeta[c] = static_cast<float>(db);
+    }
+  // dx = invstd * (gamma * dy - sum_g / len - xhat * sum_gx / len), the sums over the
+  // group of gamma * dy and gamma * dy * xhat.
+  DxCoef* coef = grown(ctx.ws->dx, nc);
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      const int64_t j = n * groups + gi;
+      const double is = save_invstd[j];
+      double sum_g = 0.0, sum_gx = 0.0;
+      for (int64_t c = gi * cpg; c < (gi + 1) * cpg; ++c) {
+        const double gc = gamma ? gamma[c] : 1.0;
+        sum_g += gc * s[n * d.c + c].g;
+        sum_gx += gc * s[n * d.c + c].gx;
+      }
+      sum_gx *= is;
+      for (int64_t c = gi * cpg; c < (gi + 1) * cpg; ++c)
+        coef[n * d.c + c] = DxCoef{save_mean[j], static_cast<float>(is * (gamma ? gamma[c] : 1.0)),
+                                   static_cast<float>(-is * is * sum_gx / len), static_cast<float>(-is * sum_g / len)};
+    }
+  if (planes) {
+    map_dx(ctx, k, geometry(1, nc, hw, false), d.dtype, x, nullptr, dy, dx, nullptr, coef, false);
+  } else {
+    const Geo g = geometry(1, d.c, hw, true);
+    for (int64_t n = 0; n < d.n; ++n)
+      map_dx(ctx, k, g, d.dtype, at(x, n * per_sample, es), nullptr, at(dy, n * per_sample, es),
+             at(dx, n * per_sample, es), nullptr, coef + n * d.c, false);
+  }
+}
+
+}  // namespace bnorm::cpu::fast
