@@ -352,6 +352,9 @@ const Case kCases[] = {
     {17, 40, 1, 1, BNORM_LAYOUT_NHWC, 1, false},   {8, 64, 28, 28, BNORM_LAYOUT_NCHW, 1, false},
     {16, 3, 8, 8, BNORM_LAYOUT_NCHW, 1e4, false},  {40, 5, 3, 3, BNORM_LAYOUT_NHWC, 1e4, true},
     {3000, 2, 1, 1, BNORM_LAYOUT_NCHW, 1e4, false}, {4, 6, 33, 35, BNORM_LAYOUT_NCHW, 1e4, true},
+    // 16.8 MB of float32: outputs stream past the caches (fast.cpp's kStreamBytes), runs
+    // of 65792 values starting at every alignment.
+    {16, 4, 256, 257, BNORM_LAYOUT_NCHW, 1, false},
 };
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CpuFast,

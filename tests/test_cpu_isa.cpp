@@ -62,19 +62,28 @@ TEST_P(CpuIsa, EveryLoopGivesTheSameBits) {
       EXPECT_TRUE(same(base.grad_sums(d.x.data(), d.y.data(), d.dy.data(), s, 50.1f),
                        k.grad_sums(d.x.data(), d.y.data(), d.dy.data(), s, 50.1f)));
       const Affine a{50.0f, 1e-6f, 0.33f, -0.25f};
-      base.affine(d.x.data(), d.dy.data(), d.out1.data(), s, a, true);
-      k.affine(d.x.data(), d.dy.data(), d.out2.data(), s, a, true);
-      EXPECT_EQ(d.out1, d.out2);
+      // Streamed stores (float32 only) write what normal stores write.
+      base.affine(d.x.data(), d.dy.data(), d.out1.data(), s, a, true, false);
+      base.affine(d.x.data(), d.dy.data(), d.out2.data(), s, a, true, true);
+      EXPECT_EQ(d.out1, d.out2) << "sse2 streamed";
+      for (bool stream : {false, true}) {
+        base.affine(d.x.data(), d.dy.data(), d.out1.data(), s, a, true, false);
+        k.affine(d.x.data(), d.dy.data(), d.out2.data(), s, a, true, stream);
+        EXPECT_EQ(d.out1, d.out2) << "stream " << stream;
+      }
       const DxCoef c{50.0f, 0.7f, -0.01f, 0.02f};
       std::vector<unsigned char> dz1(d.x.size()), dz2(d.x.size());
-      base.dx_map(d.x.data(), d.y.data(), d.dy.data(), d.out1.data(), dz1.data(), s, c, true);
-      k.dx_map(d.x.data(), d.y.data(), d.dy.data(), d.out2.data(), dz2.data(), s, c, true);
-      EXPECT_EQ(d.out1, d.out2);
-      EXPECT_EQ(dz1, dz2);
+      for (bool stream : {false, true}) {
+        base.dx_map(d.x.data(), d.y.data(), d.dy.data(), d.out1.data(), dz1.data(), s, c, true, false);
+        k.dx_map(d.x.data(), d.y.data(), d.dy.data(), d.out2.data(), dz2.data(), s, c, true, stream);
+        EXPECT_EQ(d.out1, d.out2) << "stream " << stream;
+        EXPECT_EQ(dz1, dz2);
+      }
       for (int w : {3, 33, 64, 100}) {
         SCOPED_TRACE("w " + std::to_string(w));
         const int64_t nv = std::min<int64_t>(3 * len + 7, 32 * w + 5);
-        std::vector<float> scr(3 * w);
+        const int pw = (w + kLanes - 1) / kLanes * kLanes;  // lane arrays are padded (fast_isa.hpp)
+        std::vector<float> scr(3 * pw);
         std::vector<double> m1(w), q1(w), m2(w), q2(w);
         base.lane_stats(d.x.data(), nv, w, scr.data(), m1.data(), q1.data());
         k.lane_stats(d.x.data(), nv, w, scr.data(), m2.data(), q2.data());
@@ -87,11 +96,11 @@ TEST_P(CpuIsa, EveryLoopGivesTheSameBits) {
         EXPECT_EQ(g1, g2);
         EXPECT_EQ(gx1, gx2);
         const float* cf = d.coef.data();
-        const LaneAffine la{cf, cf + w, cf + 2 * w, cf + 3 * w};
+        const LaneAffine la{cf, cf + pw, cf + 2 * pw, cf + 3 * pw};
         base.lane_affine(d.x.data(), d.dy.data(), d.out1.data(), nv, w, la, true);
         k.lane_affine(d.x.data(), d.dy.data(), d.out2.data(), nv, w, la, true);
         EXPECT_EQ(d.out1, d.out2);
-        const LaneDx ld{cf, cf + w, cf + 2 * w, cf + 3 * w};
+        const LaneDx ld{cf, cf + pw, cf + 2 * pw, cf + 3 * pw};
         base.lane_dx(d.x.data(), d.y.data(), d.dy.data(), d.out1.data(), dz1.data(), nv, w, ld, true);
         k.lane_dx(d.x.data(), d.y.data(), d.dy.data(), d.out2.data(), dz2.data(), nv, w, ld, true);
         EXPECT_EQ(d.out1, d.out2);

@@ -22,6 +22,15 @@ pct_floor = (bytes / copy bandwidth) / time * 100.
 
   python3 bench/peers/pytorch_bn.py --out pytorch.json \
       [--suite suite.json] [--groups all] [--copy-gbps 3000] [--ops all] [--target-ms 40]
+  python3 bench/peers/pytorch_bn.py --device cpu --threads 2 --out pytorch_cpu.json ...
+
+On the CPU (--device cpu, the peer of bnorm-bench-cpu; tools/cpu_bench.py runs both) the
+rows are pytorch/<op>/<shape>/cpu with op forward_training, forward_inference, backward
+and train_step (forward training then its backward), timed as bnorm-bench-cpu times: the
+wall-clock median per call over samples of back-to-back calls on the same tensors, with
+torch.set_num_threads(--threads). The calls are ATen's own (native_batch_norm and
+native_batch_norm_backward, what F.batch_norm and its autograd run) without autograd's
+bookkeeping around them: PyTorch's best case. --copy-gbps is then the memory bandwidth.
 
 --suite takes the shape list of `bnorm-bench --print_suite`, so both time the same
 shapes; without it the same suite is built in. --groups keeps the shapes of those suite
@@ -298,6 +307,108 @@ def measure_shape(torch, F, s, ops, l2_bytes, copy_gbps, target_ms, gen):
     return rows
 
 
+CPU_OPS = ("forward_training", "forward_inference", "backward", "train_step")
+
+
+def time_cpu(call, target_ms):
+    """The wall-clock median per call: warm-up, then samples of >= 1 ms of calls."""
+    t0 = time.perf_counter()
+    call()
+    if (time.perf_counter() - t0) < 0.1:
+        call()
+        call()
+    t0 = time.perf_counter()
+    call()
+    est = max((time.perf_counter() - t0) * 1e3, 1e-4)
+    per = max(1, int(1.0 / est))
+    samples = []
+    start = time.perf_counter()
+    while len(samples) < 5 or ((time.perf_counter() - start) * 1e3 < target_ms and len(samples) < 500):
+        t0 = time.perf_counter()
+        for _ in range(per):
+            call()
+        samples.append((time.perf_counter() - t0) * 1e3 / per)
+    return statistics.median(samples)
+
+
+def cpu_bytes(op, s):
+    return tensor_bytes(s) * {"forward_training": 2, "forward_inference": 2, "backward": 3, "train_step": 5}[op]
+
+
+def measure_shape_cpu(torch, s, ops, bandwidth_gbps, target_ms, gen):
+    """The rows of one shape on the CPU (see the module's doc)."""
+    n, c, h, w = s["n"], s["c"], s["h"], s["w"]
+    dtype = torch_dtype(torch, s)
+    fmt = torch.channels_last if s.get("layout") == "nhwc" else torch.contiguous_format
+    x = (0.5 + 1.5 * torch.randn(n, c, h, w, generator=gen)).to(dtype).contiguous(memory_format=fmt)
+    dy = torch.randn(n, c, h, w, generator=gen).to(dtype).contiguous(memory_format=fmt)
+    weight = torch.full((c,), 1.25)
+    bias = torch.full((c,), -0.5)
+    rm = torch.full((c,), 0.1)
+    rv = torch.full((c,), 2.0)
+    aten = torch.ops.aten
+    _, sm, si = aten.native_batch_norm(x, weight, bias, rm, rv, True, MOMENTUM, EPS)
+    mask = [True, True, True]
+    calls = {
+        "forward_training": lambda: aten.native_batch_norm(x, weight, bias, rm, rv, True, MOMENTUM, EPS),
+        "forward_inference": lambda: aten.native_batch_norm(x, weight, bias, rm, rv, False, MOMENTUM, EPS),
+        "backward": lambda: aten.native_batch_norm_backward(dy, x, weight, rm, rv, sm, si, True, EPS, mask),
+    }
+
+    def step():
+        _, m, i = aten.native_batch_norm(x, weight, bias, rm, rv, True, MOMENTUM, EPS)
+        aten.native_batch_norm_backward(dy, x, weight, rm, rv, m, i, True, EPS, mask)
+    calls["train_step"] = step
+    rows = []
+    for op in ops:
+        if op != "forward_inference" and n * h * w < 2:
+            continue
+        if s.get("fused"):
+            continue
+        row = row_for(op, s, "cpu")
+        row["name"] = "pytorch/%s/%s/cpu" % (op, shape_name(s))
+        with torch.no_grad():
+            ms = time_cpu(calls[op], target_ms)
+        gbps = cpu_bytes(op, s) / (ms * 1e-3) / 1e9
+        row.update({"time_ms": ms, "gb_per_s": gbps, "pct_floor": 100.0 * gbps / bandwidth_gbps,
+                    "threads": torch.get_num_threads()})
+        rows.append(row)
+    return rows
+
+
+def main_cpu(args, shapes):
+    import torch
+    torch.set_num_threads(args.threads)
+    ops = CPU_OPS if args.ops == "all" else tuple(args.ops.split(","))
+    bw = args.copy_gbps
+    if not bw:
+        a = torch.ones(1 << 28, dtype=torch.uint8)
+        b = torch.empty_like(a)
+        b.copy_(a)
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            b.copy_(a)
+            times.append(time.perf_counter() - t0)
+        bw = 2.0 * a.numel() / statistics.median(times) / 1e9
+    context = {"device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "memory_bandwidth_gb_per_s": bw, "memory_bandwidth_measured_here": not args.copy_gbps}
+    print("pytorch_bn.py: CPU, torch %s, %d threads, memory bandwidth %.1f GB/s"
+          % (torch.__version__, torch.get_num_threads(), bw), file=sys.stderr)
+    gen = torch.Generator()
+    gen.manual_seed(args.seed)
+    rows = []
+    for s in shapes:
+        new = measure_shape_cpu(torch, s, ops, bw, args.target_ms, gen)
+        rows += new
+        for r in new:
+            print("%-50s %10.4f ms %8.1f GB/s %6.1f%%" % (r["name"], r["time_ms"], r["gb_per_s"], r["pct_floor"]),
+                  file=sys.stderr)
+    with open(args.out, "w") as f:
+        json.dump({"context": context, "rows": rows}, f, indent=1)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="JSON file to write")
@@ -308,7 +419,22 @@ def main():
                     help="device copy bandwidth (GB/s, read + write) for the floor; measured if 0")
     ap.add_argument("--target-ms", type=float, default=40.0, help="device time per row's samples")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (--device cpu; 0: torch's default)")
     args = ap.parse_args()
+    if args.device == "cpu":
+        shapes = load_suite(args.suite) if args.suite else builtin_suite()
+        try:
+            shapes = select_groups(shapes, args.groups)
+        except ValueError as e:
+            ap.error(str(e))
+        if args.threads <= 0:
+            import os
+            args.threads = os.cpu_count() or 1
+        for op in ([] if args.ops == "all" else args.ops.split(",")):
+            if op not in CPU_OPS:
+                ap.error("unknown op %r" % op)
+        return main_cpu(args, shapes)
 
     ops = OPS if args.ops == "all" else tuple(args.ops.split(","))
     for op in ops:

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -32,8 +33,11 @@ constexpr int64_t kBlock = 32768;
 // Fewer values than this per thread and a call uses fewer threads: the fork and join
 // (a few microseconds) would cost more than they save.
 constexpr int64_t kPerThread = 16384;
-// Values per lane in one chunk of a row set (fast_isa.hpp's kChunk, per lane).
-constexpr int64_t kRowsPerLaneChunk = 32;
+// Values per lane in one chunk of a row set: float32 sums of 128 values stay within
+// 8e-6 relative error at worst, and each chunk costs a float64 merge per lane.
+constexpr int64_t kRowsPerLaneChunk = 128;
+// The widest lane set that still groups rows: its arrays stay in L1 (4 of 16 KiB).
+constexpr int64_t kMaxLaneWidth = 4096;
 
 int thread_id() {
 #if defined(_OPENMP)
@@ -69,6 +73,17 @@ typename V::value_type* grown(V& v, size_t n) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// A lane array's size: the loops read lanes in whole blocks of kLanes.
+int64_t padded(int w) { return ceil_div(w, kLanes) * kLanes; }
+
+// n floats of v as lane arrays of w each, padded, the padding zero.
+float* lane_arrays(std::vector<float>& v, int n, int w) {
+  const int64_t pw = padded(w);
+  float* p = grown(v, static_cast<size_t>(n * pw));
+  std::fill(p, p + n * pw, 0.0f);
+  return p;
+}
+
 struct Geo {
   bool rows = false;
   int64_t n = 0, c = 0, hw = 0;
@@ -77,6 +92,7 @@ struct Geo {
   // rows: lane width, rows per chunk and per block, blocks, rows in all
   int w = 1;
   int64_t chunk_rows = 1, block_rows = 1, row_blocks = 1, total_rows = 0;
+  bool stream = false;  // outputs past the caches
 
   Segs segs(int64_t ch, int64_t b) const {
     const int64_t n0 = b * nb, cnt = std::min(nb, n - n0);
@@ -99,7 +115,10 @@ Geo geometry(int64_t n, int64_t c, int64_t hw, bool channels_last) {
     g.nb = ceil_div(n, want);
     g.blocks = ceil_div(n, g.nb);
   } else {
-    const int64_t k = c < kLanes ? ceil_div(kLanes, c) : 1;
+    // k rows per lane set, w = k * c a whole number of blocks (lcm(c, kLanes)) while that
+    // stays small, so rows meet no partial blocks; else one row, its tail partial.
+    const int64_t l = std::lcm(c, static_cast<int64_t>(kLanes));
+    const int64_t k = l <= kMaxLaneWidth ? l / c : 1;
     g.w = static_cast<int>(c * k);
     g.total_rows = n * hw;
     g.chunk_rows = kRowsPerLaneChunk * k;
@@ -109,7 +128,16 @@ Geo geometry(int64_t n, int64_t c, int64_t hw, bool channels_last) {
   return g;
 }
 
-Geo geometry(const bnorm_tensor_t& d) { return geometry(d.n, d.c, d.h * d.w, d.layout == BNORM_LAYOUT_NHWC); }
+// Outputs of at least this many bytes are written past the caches (planes, float32):
+// they would not stay cached for the next layer anyway, and a normal store reads each
+// line before writing it.
+constexpr int64_t kStreamBytes = int64_t{16} << 20;
+
+Geo geometry(const bnorm_tensor_t& d) {
+  Geo g = geometry(d.n, d.c, d.h * d.w, d.layout == BNORM_LAYOUT_NHWC);
+  g.stream = !g.rows && d.dtype == BNORM_DTYPE_F32 && d.n * d.c * d.h * d.w * 4 >= kStreamBytes;
+  return g;
+}
 
 const char* at(const void* p, int64_t elems, size_t elem) {
   return p ? static_cast<const char*>(p) + elems * static_cast<int64_t>(elem) : nullptr;
@@ -139,11 +167,11 @@ void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t,
   }
   const int nt = threads_for(ctx, g.total_rows * g.c);
   Welford<double>* st = grown(ws.states, g.c * g.row_blocks);
-  float* scratch = grown(ws.scratch, static_cast<size_t>(nt) * 3 * g.w);
+  float* scratch = grown(ws.scratch, static_cast<size_t>(nt * 3 * padded(g.w)));
   double* wide = grown(ws.wide, static_cast<size_t>(nt) * 2 * g.w);
   parallel_for(nt, g.row_blocks, [&](int64_t b) {
     const int tid = thread_id();
-    float* scr = scratch + static_cast<size_t>(tid) * 3 * g.w;
+    float* scr = scratch + tid * 3 * padded(g.w);
     double* lmean = wide + static_cast<size_t>(tid) * 2 * g.w;
     double* lm2 = lmean + g.w;
     Welford<double>* bs = st + b * g.c;
@@ -153,10 +181,9 @@ void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t,
       const int64_t nvals = std::min(g.chunk_rows, rows - r) * g.c;
       k.lane_stats(at(x, (r0 + r) * g.c, es), nvals, g.w, scr, lmean, lm2);
       const int64_t full = nvals / g.w, part = nvals % g.w;
-      for (int l = 0; l < g.w && l < nvals; ++l) {
+      for (int l = 0, c = 0; l < g.w && l < nvals; ++l, c = c + 1 == g.c ? 0 : c + 1) {
         const double cnt = static_cast<double>(full + (l < part ? 1 : 0));
-        Welford<double>& s = bs[l % g.c];
-        s = welford_merge(s, Welford<double>{cnt, lmean[l], lm2[l]});
+        bs[c] = welford_merge(bs[c], Welford<double>{cnt, lmean[l], lm2[l]});
       }
     }
   });
@@ -191,13 +218,13 @@ void reduce_sums(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, 
   }
   const int nt = threads_for(ctx, g.total_rows * g.c);
   Sums* bs = grown(ws.sums, g.c * g.row_blocks);
-  float* lane_mean = grown(ws.lanes, g.w);
-  for (int l = 0; l < g.w; ++l) lane_mean[l] = mean[l % g.c];
-  float* scratch = grown(ws.scratch, static_cast<size_t>(nt) * 2 * g.w);
+  float* lane_mean = lane_arrays(ws.lanes, 1, g.w);
+  for (int l = 0; l < g.w; l += static_cast<int>(g.c)) std::copy(mean, mean + g.c, lane_mean + l);
+  float* scratch = grown(ws.scratch, static_cast<size_t>(nt * 2 * padded(g.w)));
   double* wide = grown(ws.wide, static_cast<size_t>(nt) * 2 * g.w);
   parallel_for(nt, g.row_blocks, [&](int64_t b) {
     const int tid = thread_id();
-    float* scr = scratch + static_cast<size_t>(tid) * 2 * g.w;
+    float* scr = scratch + tid * 2 * padded(g.w);
     double* sg = wide + static_cast<size_t>(tid) * 2 * g.w;
     double* sgx = sg + g.w;
     std::fill(sg, sg + 2 * g.w, 0.0);
@@ -209,9 +236,9 @@ void reduce_sums(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, 
     }
     Sums* s = bs + b * g.c;
     for (int64_t c = 0; c < g.c; ++c) s[c] = Sums{0.0, 0.0};
-    for (int l = 0; l < g.w; ++l) {
-      s[l % g.c].g += sg[l];
-      s[l % g.c].gx += sgx[l];
+    for (int l = 0, c = 0; l < g.w; ++l, c = c + 1 == g.c ? 0 : c + 1) {
+      s[c].g += sg[l];
+      s[c].gx += sgx[l];
     }
   });
   for (int64_t c = 0; c < g.c; ++c) {
@@ -231,19 +258,20 @@ void map_affine(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, c
     const int nt = threads_for(ctx, g.n * g.c * g.hw);
     parallel_for(nt, g.c * g.blocks, [&](int64_t i) {
       const int64_t c = i / g.blocks;
-      k.affine(x, z, y, g.segs(c, i % g.blocks), coef[c], relu);
+      k.affine(x, z, y, g.segs(c, i % g.blocks), coef[c], relu, g.stream);
     });
     return;
   }
-  float* lanes = grown(ctx.ws->lanes, 4 * static_cast<size_t>(g.w));
-  for (int l = 0; l < g.w; ++l) {
-    const Affine& a = coef[l % g.c];
+  const int64_t pw = padded(g.w);
+  float* lanes = lane_arrays(ctx.ws->lanes, 4, g.w);
+  for (int l = 0, c = 0; l < g.w; ++l, c = c + 1 == g.c ? 0 : c + 1) {
+    const Affine& a = coef[c];
     lanes[l] = a.mean_hi;
-    lanes[g.w + l] = a.mean_lo;
-    lanes[2 * g.w + l] = a.scale;
-    lanes[3 * g.w + l] = a.shift;
+    lanes[pw + l] = a.mean_lo;
+    lanes[2 * pw + l] = a.scale;
+    lanes[3 * pw + l] = a.shift;
   }
-  const LaneAffine la{lanes, lanes + g.w, lanes + 2 * g.w, lanes + 3 * g.w};
+  const LaneAffine la{lanes, lanes + pw, lanes + 2 * pw, lanes + 3 * pw};
   const int nt = threads_for(ctx, g.total_rows * g.c);
   parallel_for(nt, g.row_blocks, [&](int64_t b) {
     const int64_t o = g.row0(b) * g.c;
@@ -258,19 +286,20 @@ void map_dx(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const
     const int nt = threads_for(ctx, g.n * g.c * g.hw);
     parallel_for(nt, g.c * g.blocks, [&](int64_t i) {
       const int64_t c = i / g.blocks;
-      k.dx_map(x, mask, dy, dx, dz, g.segs(c, i % g.blocks), coef[c], relu);
+      k.dx_map(x, mask, dy, dx, dz, g.segs(c, i % g.blocks), coef[c], relu, g.stream);
     });
     return;
   }
-  float* lanes = grown(ctx.ws->lanes, 4 * static_cast<size_t>(g.w));
-  for (int l = 0; l < g.w; ++l) {
-    const DxCoef& a = coef[l % g.c];
+  const int64_t pw = padded(g.w);
+  float* lanes = lane_arrays(ctx.ws->lanes, 4, g.w);
+  for (int l = 0, c = 0; l < g.w; ++l, c = c + 1 == g.c ? 0 : c + 1) {
+    const DxCoef& a = coef[c];
     lanes[l] = a.mean;
-    lanes[g.w + l] = a.g;
-    lanes[2 * g.w + l] = a.xc;
-    lanes[3 * g.w + l] = a.c0;
+    lanes[pw + l] = a.g;
+    lanes[2 * pw + l] = a.xc;
+    lanes[3 * pw + l] = a.c0;
   }
-  const LaneDx la{lanes, lanes + g.w, lanes + 2 * g.w, lanes + 3 * g.w};
+  const LaneDx la{lanes, lanes + pw, lanes + 2 * pw, lanes + 3 * pw};
   const int nt = threads_for(ctx, g.total_rows * g.c);
   parallel_for(nt, g.row_blocks, [&](int64_t b) {
     const int64_t o = g.row0(b) * g.c;
@@ -303,20 +332,37 @@ struct TrainingOut {
   float momentum, eps;
   float *running_mean, *running_var, *save_mean, *save_invstd;
 
-  Affine finish(int64_t c, const Welford<double>& s) const {
-    const double m = s.count;
-    const double v = s.m2 / m;
-    const double var = v < 0.0 ? 0.0 : v;
-    const double invstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
+  // invstd and the unbiased variance of a state (sqrt and division are correctly
+  // rounded, so the vector loop of finish_all gives the same bits).
+  double invstd_of(const Welford<double>& s) const {
+    const double v = s.m2 / s.count;
+    return 1.0 / std::sqrt((v < 0.0 ? 0.0 : v) + static_cast<double>(eps));
+  }
+  static double unbiased_of(const Welford<double>& s) {
+    const double vu = s.m2 / (s.count - 1.0);
+    return vu < 0.0 ? 0.0 : vu;
+  }
+  Affine finish(int64_t c, const Welford<double>& s) const { return finish(c, s, invstd_of(s), unbiased_of(s)); }
+  Affine finish(int64_t c, const Welford<double>& s, double invstd, double vu) const {
     if (save_mean) save_mean[c] = static_cast<float>(s.mean);
     if (save_invstd) save_invstd[c] = static_cast<float>(invstd);
     if (running_mean) {
       const double mo = momentum;
-      const double vu = s.m2 / (m - 1.0);
       running_mean[c] = static_cast<float>((1.0 - mo) * running_mean[c] + mo * s.mean);
-      running_var[c] = static_cast<float>((1.0 - mo) * running_var[c] + mo * (vu < 0.0 ? 0.0 : vu));
+      running_var[c] = static_cast<float>((1.0 - mo) * running_var[c] + mo * vu);
     }
     return affine_of(s.mean, invstd, gamma, beta, c);
+  }
+  // Every channel: the square roots and divisions first, in a loop the compiler
+  // vectorizes (with few values per channel they are most of the work).
+  void finish_all(Workspace& ws, const Welford<double>* st, int64_t channels, Affine* coef) const {
+    double* inv = grown(ws.per_channel, 2 * channels);
+    double* vu = inv + channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      inv[c] = invstd_of(st[c]);
+      vu[c] = unbiased_of(st[c]);
+    }
+    for (int64_t c = 0; c < channels; ++c) coef[c] = finish(c, st[c], inv[c], vu[c]);
   }
 };
 
@@ -355,14 +401,14 @@ void forward_training(Context& ctx, const bnorm_tensor_t& d, const void* x, cons
       Welford<double> s = welford_empty<double>();
       for (int64_t b = 0; b < g.blocks; ++b) s = welford_merge(s, k.stats(x, g.segs(c, b)));
       const Affine a = out.finish(c, s);
-      for (int64_t b = 0; b < g.blocks; ++b) k.affine(x, z, y, g.segs(c, b), a, relu);
+      for (int64_t b = 0; b < g.blocks; ++b) k.affine(x, z, y, g.segs(c, b), a, relu, g.stream);
     });
     return;
   }
   Welford<double>* channel = grown(ctx.ws->channel_states, d.c);
   Affine* coef = grown(ctx.ws->affine, d.c);
   reduce_stats(ctx, k, g, d.dtype, x, channel);
-  for (int64_t c = 0; c < d.c; ++c) coef[c] = out.finish(c, channel[c]);
+  out.finish_all(*ctx.ws, channel, d.c, coef);
   map_affine(ctx, k, g, d.dtype, x, z, y, coef, relu);
 }
 
@@ -398,7 +444,7 @@ void backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* 
         s.gx += p.gx;
       }
       const DxCoef a = coef_of(c, s);
-      for (int64_t b = 0; b < g.blocks; ++b) k.dx_map(x, mask, dy, dx, dz, g.segs(c, b), a, relu);
+      for (int64_t b = 0; b < g.blocks; ++b) k.dx_map(x, mask, dy, dx, dz, g.segs(c, b), a, relu, g.stream);
     });
     return;
   }

@@ -25,6 +25,7 @@ struct Workspace {
   std::vector<Sums> sums;               // per block
   std::vector<Welford<double>> channel_states;
   std::vector<Sums> channel_sums;
+  std::vector<double> per_channel;
   std::vector<Affine> affine;
   std::vector<DxCoef> dx;
   std::vector<float> lanes;   // per-lane coefficient arrays

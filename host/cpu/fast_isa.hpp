@@ -50,12 +50,14 @@ struct Kernels {
   // runs of one channel
   Welford<double> (*stats)(const void* x, const Segs& s);
   Sums (*grad_sums)(const void* x, const void* mask, const void* dy, const Segs& s, float mean);
-  void (*affine)(const void* x, const void* z, void* y, const Segs& s, const Affine& a, bool relu);
+  // stream: write float32 outputs past the caches (for tensors larger than them)
+  void (*affine)(const void* x, const void* z, void* y, const Segs& s, const Affine& a, bool relu, bool stream);
   void (*dx_map)(const void* x, const void* mask, const void* dy, void* dx, void* dz, const Segs& s,
-                 const DxCoef& a, bool relu);
-  // a flat run of nvals values, value i in lane i % w; scratch holds 3 * w floats. Lane
-  // statistics go to mean[l] and m2[l] for the lanes that got values; sums add to sg
-  // and sgx (x may be null: no sgx).
+                 const DxCoef& a, bool relu, bool stream);
+  // a flat run of nvals values, value i in lane i % w. Lane arrays (coefficients, mean,
+  // scratch) hold w rounded up to kLanes floats each, the padding initialized; scratch
+  // holds three such arrays. Lane statistics go to mean[l] and m2[l] for the lanes that
+  // got values; sums add to sg and sgx (x may be null: no sgx).
   void (*lane_stats)(const void* x, int64_t nvals, int w, float* scratch, double* mean, double* m2);
   void (*lane_grad_sums)(const void* x, const void* mask, const void* dy, int64_t nvals, int w,
                          const float* mean, float* scratch, double* sg, double* sgx);

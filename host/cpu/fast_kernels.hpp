@@ -1,12 +1,14 @@
 // The fast CPU path's inner loops (fast_isa.hpp declares them), compiled once per
-// instruction set by fast_isa_*.cpp. Everything here is plain C++ over arrays of kLanes
-// floats that the compiler vectorizes; no loop here depends on the thread count.
+// instruction set by fast_isa_*.cpp. They work on blocks of kLanes = 32 floats held as
+// two vectors of 16 (GCC's vector extension: one AVX-512 register each, two AVX2, four
+// SSE), so the accumulators of a loop live in registers; no loop here depends on the
+// thread count.
 //
 // Why the results do not depend on the instruction set either: every sum is spread over
-// lanes fixed by the source (value i of a run goes to lane i % kLanes), lanes are added
-// in a fixed order, and the files are compiled with -ffp-contract=off (no FMA
-// contraction). The compiler may vectorize such loops but may not reorder their
-// floating-point operations, so SSE2, AVX2 and AVX-512 builds compute the same bits.
+// lanes fixed by the source (value i of a run goes to lane i % kLanes), vector
+// operations are lane by lane, lanes are added in a fixed order, and the files are
+// compiled with -ffp-contract=off (no FMA contraction). So SSE2, AVX2 and AVX-512 builds
+// compute the same bits.
 //
 // Numerics, per chunk of at most kChunk values (a part of one run, or several short
 // runs): the statistics are a two-pass mean and M2 in float32, shifted by the chunk's
@@ -20,91 +22,250 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
-#if defined(__F16C__)
 #include <immintrin.h>
-#endif
 
 #include "fast_isa.hpp"
 #include "kernels/welford.cuh"
 
+// Every helper is forced inline, and each kernel inlines all it calls (flatten), so
+// blocks never pass through memory between them.
+#define BNORM_ALWAYS_INLINE inline __attribute__((always_inline))
+
 namespace bnorm::cpu::fast::BNORM_ISA_NS {
 namespace {
 
-// ---- storage <-> float32, a block at a time -----------------------------------------
+// ---- vectors and blocks ---------------------------------------------------------------
+// V is the widest vector the instruction set has (GCC's vector extension, so the same
+// source serves all three); a block Blk is kLanes = 32 floats as kN of them. Helpers
+// below are written on blocks, lane by lane.
 
-inline void load_block(const float* p, float* out, int n) { std::memcpy(out, p, sizeof(float) * n); }
-
-inline void load_block(const __nv_bfloat16* p, float* out, int n) {
-  uint16_t b[kLanes];
-  std::memcpy(b, p, 2 * n);
-  for (int j = 0; j < n; ++j) {
-    const uint32_t u = static_cast<uint32_t>(b[j]) << 16;
-    std::memcpy(&out[j], &u, 4);
-  }
-}
-
-inline void load_block(const __half* p, float* out, int n) {
-#if defined(__F16C__)
-  if (n == kLanes) {
-    for (int j = 0; j < kLanes; j += 8)
-      _mm256_storeu_ps(out + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j))));
-    return;
-  }
+#if defined(__AVX512F__)
+constexpr int kW = 16;
+#elif defined(__AVX2__)
+constexpr int kW = 8;
+#else
+constexpr int kW = 4;
 #endif
-  for (int j = 0; j < n; ++j) out[j] = __half2float(p[j]);
+constexpr int kN = kLanes / kW;
+typedef float V __attribute__((vector_size(4 * kW)));
+typedef int32_t VI __attribute__((vector_size(4 * kW)));
+typedef uint32_t VU __attribute__((vector_size(4 * kW)));
+typedef uint16_t VH __attribute__((vector_size(2 * kW)));
+
+struct Blk {
+  V v[kN];
+};
+struct Mask {
+  VI m[kN];
+};
+
+BNORM_ALWAYS_INLINE V splat(float f) { return V{} + f; }
+BNORM_ALWAYS_INLINE Blk bsplat(float f) {
+  Blk b;
+  for (int k = 0; k < kN; ++k) b.v[k] = splat(f);
+  return b;
 }
+BNORM_ALWAYS_INLINE Blk zero() { return bsplat(0.0f); }
 
-inline void store_block(float* p, const float* v, int n) { std::memcpy(p, v, sizeof(float) * n); }
-
-// Round to nearest even, as __float2bfloat16_rn; a NaN stays a (quiet) NaN.
-inline void store_block(__nv_bfloat16* p, const float* v, int n) {
-  uint16_t b[kLanes];
-  for (int j = 0; j < n; ++j) {
-    uint32_t u;
-    std::memcpy(&u, &v[j], 4);
-    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
-    const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    b[j] = static_cast<uint16_t>(nan ? ((u >> 16) | 0x40u) : r);
+#define BNORM_BLK_OP(op)                                                \
+  BNORM_ALWAYS_INLINE Blk operator op(const Blk& x, const Blk& y) {     \
+    Blk r;                                                              \
+    for (int k = 0; k < kN; ++k) r.v[k] = x.v[k] op y.v[k];             \
+    return r;                                                           \
+  }                                                                     \
+  BNORM_ALWAYS_INLINE Blk operator op(const Blk& x, float y) {          \
+    Blk r;                                                              \
+    for (int k = 0; k < kN; ++k) r.v[k] = x.v[k] op y;                  \
+    return r;                                                           \
   }
-  std::memcpy(p, b, 2 * n);
-}
+BNORM_BLK_OP(+)
+BNORM_BLK_OP(-)
+BNORM_BLK_OP(*)
+#undef BNORM_BLK_OP
+BNORM_ALWAYS_INLINE Blk& operator+=(Blk& x, const Blk& y) { return x = x + y; }
 
-inline void store_block(__half* p, const float* v, int n) {
-#if defined(__F16C__)
-  if (n == kLanes) {
-    for (int j = 0; j < kLanes; j += 8)
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(p + j),
-                       _mm256_cvtps_ph(_mm256_loadu_ps(v + j), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    return;
-  }
-#endif
-  for (int j = 0; j < n; ++j) p[j] = __float2half_rn(v[j]);
-}
-
-template <class T>
-inline float load_one(const T* p) {
-  float v;
-  load_block(p, &v, 1);
+BNORM_ALWAYS_INLINE V bits_to_v(VU u) {
+  V v;
+  std::memcpy(&v, &u, sizeof v);
   return v;
 }
+BNORM_ALWAYS_INLINE VU v_to_bits(V v) {
+  VU u;
+  std::memcpy(&u, &v, sizeof u);
+  return u;
+}
+// m ? x : y lane by lane, m a comparison's result (all ones or all zeros per lane).
+BNORM_ALWAYS_INLINE V sel(VI m, V x, V y) { return bits_to_v((v_to_bits(x) & VU(m)) | (v_to_bits(y) & ~VU(m))); }
+BNORM_ALWAYS_INLINE Blk sel(const Mask& m, const Blk& x, const Blk& y) {
+  Blk r;
+  for (int k = 0; k < kN; ++k) r.v[k] = sel(m.m[k], x.v[k], y.v[k]);
+  return r;
+}
+// The lanes [0, n) of a block.
+BNORM_ALWAYS_INLINE Mask lanes_below(int n) {
+  Mask m;
+  for (int k = 0; k < kN; ++k) {
+    VI idx;
+    for (int j = 0; j < kW; ++j) idx[j] = k * kW + j;
+    m.m[k] = idx < n;
+  }
+  return m;
+}
 
-// The epilogue act(v + z) and the ReLU mask, as the reference has them: ReLU keeps NaN,
-// and a NaN (or non-positive) y masks its gradient.
-inline float relu_of(float v) { return v < 0.0f ? 0.0f : v; }
-inline float masked(float g, float y) { return y > 0.0f ? g : 0.0f; }
+// The epilogue act(v + z) and the ReLU mask, as the reference has them: ReLU keeps NaN
+// (v < 0 is false for it), and a NaN or non-positive y masks its gradient.
+BNORM_ALWAYS_INLINE Blk relu_of(const Blk& v) {
+  Blk r;
+  for (int k = 0; k < kN; ++k) r.v[k] = sel(v.v[k] < 0.0f, V{}, v.v[k]);
+  return r;
+}
+BNORM_ALWAYS_INLINE Blk masked(const Blk& g, const Blk& y) {
+  Blk r;
+  for (int k = 0; k < kN; ++k) r.v[k] = sel(y.v[k] > 0.0f, g.v[k], V{});
+  return r;
+}
 
-inline double lane_total(const float* acc, int n) {
-  double s = 0.0;
-  for (int j = 0; j < n; ++j) s += acc[j];
-  return s;
+BNORM_ALWAYS_INLINE float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Round to nearest even, as __float2bfloat16_rn; a NaN stays a (quiet) NaN.
+BNORM_ALWAYS_INLINE uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
+  const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return static_cast<uint16_t>(nan ? ((u >> 16) | 0x40u) : r);
+}
+
+BNORM_ALWAYS_INLINE float load_one(const float* p) { return *p; }
+BNORM_ALWAYS_INLINE float load_one(const __nv_bfloat16* p) {
+  uint16_t b;
+  std::memcpy(&b, static_cast<const void*>(p), 2);
+  return from_bits(static_cast<uint32_t>(b) << 16);
+}
+BNORM_ALWAYS_INLINE float load_one(const __half* p) { return __half2float(*p); }
+BNORM_ALWAYS_INLINE void store_one(float* p, float v) { *p = v; }
+BNORM_ALWAYS_INLINE void store_one(__nv_bfloat16* p, float v) {
+  const uint16_t b = bf16_bits(v);
+  std::memcpy(static_cast<void*>(p), &b, 2);
+}
+BNORM_ALWAYS_INLINE void store_one(__half* p, float v) { *p = __float2half_rn(v); }
+
+// One vector of kW values.
+BNORM_ALWAYS_INLINE V load_v(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+BNORM_ALWAYS_INLINE V load_v(const __nv_bfloat16* p) {
+  VH h;
+  std::memcpy(&h, static_cast<const void*>(p), sizeof h);
+  return bits_to_v(__builtin_convertvector(h, VU) << 16);
+}
+BNORM_ALWAYS_INLINE V load_v(const __half* p) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<V>(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+#elif defined(__AVX2__)
+  return reinterpret_cast<V>(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#else
+  V v;
+  for (int j = 0; j < kW; ++j) v[j] = __half2float(p[j]);
+  return v;
+#endif
+}
+BNORM_ALWAYS_INLINE void store_v(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+BNORM_ALWAYS_INLINE void store_v(__nv_bfloat16* p, V v) {
+  const VU u = v_to_bits(v);
+  const VU nan = VU(VI(u & 0x7fffffffu) > 0x7f800000);
+  const VU r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const VU q = (u >> 16) | 0x40u;
+  const VH h = __builtin_convertvector((r & ~nan) | (q & nan), VH);
+  std::memcpy(static_cast<void*>(p), &h, sizeof h);
+}
+BNORM_ALWAYS_INLINE void store_v(__half* p, V v) {
+#if defined(__AVX512F__)
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                      _mm512_cvtps_ph(reinterpret_cast<__m512>(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif defined(__AVX2__)
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                   _mm256_cvtps_ph(reinterpret_cast<__m256>(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#else
+  for (int j = 0; j < kW; ++j) p[j] = __float2half_rn(v[j]);
+#endif
+}
+
+// A block of n <= kLanes values; lanes past n load as 0.
+template <class T>
+BNORM_ALWAYS_INLINE Blk load(const T* p, int n) {
+  Blk b;
+  if (n == kLanes) {
+    for (int k = 0; k < kN; ++k) b.v[k] = load_v(p + k * kW);
+    return b;
+  }
+  float t[kLanes] = {};
+  for (int j = 0; j < n; ++j) t[j] = load_one(p + j);
+  for (int k = 0; k < kN; ++k) b.v[k] = load_v(t + k * kW);
+  return b;
+}
+template <class T>
+BNORM_ALWAYS_INLINE void store(T* p, const Blk& v, int n) {
+  if (n == kLanes) {
+    for (int k = 0; k < kN; ++k) store_v(p + k * kW, v.v[k]);
+    return;
+  }
+  float t[kLanes];
+  for (int k = 0; k < kN; ++k) store_v(t + k * kW, v.v[k]);
+  for (int j = 0; j < n; ++j) store_one(p + j, t[j]);
+}
+// A full block of float32 to a 64-byte aligned address, past the caches (a non-temporal
+// store): for outputs too large to stay cached, it saves the read of each line that a
+// normal store first makes, a third of forward's traffic. Callers fence when done.
+BNORM_ALWAYS_INLINE void store_stream(float* p, const Blk& v) {
+  for (int k = 0; k < kN; ++k) {
+#if defined(__AVX512F__)
+    _mm512_stream_ps(p + k * kW, reinterpret_cast<__m512>(v.v[k]));
+#elif defined(__AVX2__)
+    _mm256_stream_ps(p + k * kW, reinterpret_cast<__m256>(v.v[k]));
+#else
+    _mm_stream_ps(p + k * kW, reinterpret_cast<__m128>(v.v[k]));
+#endif
+  }
+}
+BNORM_ALWAYS_INLINE void stream_fence() { _mm_sfence(); }
+
+// Lane arrays (float, padded to whole blocks).
+BNORM_ALWAYS_INLINE Blk at(const float* p) { return load(p, kLanes); }
+BNORM_ALWAYS_INLINE void put(float* p, const Blk& v) { store(p, v, kLanes); }
+
+// The lanes' sum in float64, as a fixed tree (short dependency chains).
+BNORM_ALWAYS_INLINE double lane_total(const Blk& acc) {
+  float f[kLanes];
+  put(f, acc);
+  double t[kLanes];
+  for (int j = 0; j < kLanes; ++j) t[j] = f[j];
+  for (int w = kLanes / 2; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) t[j] += t[j + w];
+  return t[0];
+}
+
+// Calls f(offset, n) for each block of the run [0, len): full blocks, then the tail.
+template <class F>
+BNORM_ALWAYS_INLINE void for_blocks(int64_t len, F&& f) {
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) f(i, kLanes);
+  if (i < len) f(i, static_cast<int>(len - i));
 }
 
 // Calls f(first value, run length, stride between runs, runs) per chunk of s, in order:
 // a long run is cut into near-equal parts of at most kChunk values, short runs are
 // taken kChunk / len at a time.
 template <class F>
-inline void for_each_chunk(const Segs& s, F&& f) {
+BNORM_ALWAYS_INLINE void for_each_chunk(const Segs& s, F&& f) {
   if (s.len >= kChunk) {
     const int64_t q = (s.len + kChunk - 1) / kChunk;
     for (int64_t k = 0; k < s.count; ++k)
@@ -122,49 +283,36 @@ inline void for_each_chunk(const Segs& s, F&& f) {
 // ---- runs: one coefficient set over runs of one channel -----------------------------
 
 template <class T>
-Welford<double> chunk_stats(const T* p, int64_t len, int64_t stride, int64_t runs) {
+__attribute__((flatten)) Welford<double> chunk_stats(const T* p, int64_t len, int64_t stride, int64_t runs) {
   const float k0 = load_one(p);
-  float acc[kLanes] = {}, v[kLanes];
+  Blk acc = zero();
   for (int64_t r = 0; r < runs; ++r) {
     const T* q = p + r * stride;
-    int64_t i = 0;
-    for (; i + kLanes <= len; i += kLanes) {
-      load_block(q + i, v, kLanes);
-      for (int j = 0; j < kLanes; ++j) acc[j] += v[j] - k0;
-    }
-    const int rem = static_cast<int>(len - i);
-    load_block(q + i, v, rem);
-    for (int j = 0; j < rem; ++j) acc[j] += v[j] - k0;
+    for_blocks(len, [&](int64_t i, int n) {
+      const Blk d = load(q + i, n) - k0;
+      acc += n == kLanes ? d : sel(lanes_below(n), d, zero());
+    });
   }
-  const double n = static_cast<double>(len * runs);
-  const double shift = lane_total(acc, kLanes) / n;  // mean - k0
+  const double cnt = static_cast<double>(len * runs);
+  const double shift = lane_total(acc) / cnt;  // mean - k0
   const float mk = static_cast<float>(shift);
-  float acc2[kLanes] = {};
+  Blk acc2 = zero();
   for (int64_t r = 0; r < runs; ++r) {
     const T* q = p + r * stride;
-    int64_t i = 0;
-    for (; i + kLanes <= len; i += kLanes) {
-      load_block(q + i, v, kLanes);
-      for (int j = 0; j < kLanes; ++j) {
-        const float d = (v[j] - k0) - mk;
-        acc2[j] += d * d;
-      }
-    }
-    const int rem = static_cast<int>(len - i);
-    load_block(q + i, v, rem);
-    for (int j = 0; j < rem; ++j) {
-      const float d = (v[j] - k0) - mk;
-      acc2[j] += d * d;
-    }
+    for_blocks(len, [&](int64_t i, int n) {
+      Blk d = (load(q + i, n) - k0) - mk;
+      if (n < kLanes) d = sel(lanes_below(n), d, zero());
+      acc2 += d * d;
+    });
   }
   // The deviations were taken from mk, the float32 rounding of the chunk's mean: M2 about
-  // the mean itself is smaller by n * (shift - mk)^2.
+  // the mean itself is smaller by cnt * (shift - mk)^2.
   const double e = shift - static_cast<double>(mk);
-  return Welford<double>{n, static_cast<double>(k0) + shift, lane_total(acc2, kLanes) - n * e * e};
+  return Welford<double>{cnt, static_cast<double>(k0) + shift, lane_total(acc2) - cnt * e * e};
 }
 
 template <class T>
-Welford<double> stats(const void* xv, const Segs& s) {
+__attribute__((flatten)) Welford<double> stats(const void* xv, const Segs& s) {
   const T* x = static_cast<const T*>(xv);
   Welford<double> st = welford_empty<double>();
   for_each_chunk(s, [&](int64_t off, int64_t len, int64_t stride, int64_t runs) {
@@ -173,145 +321,150 @@ Welford<double> stats(const void* xv, const Segs& s) {
   return st;
 }
 
-// sum(g) and sum(g * (x - mean)), g = dy masked by y > 0 when mask is given.
+// sum(g) and sum(g * (x - mean)), g = dy masked by y > 0 when mask is given. Lanes past
+// a tail load as 0 and add 0.
 template <class T>
-Sums grad_sums(const void* xv, const void* maskv, const void* dyv, const Segs& s, float mean) {
+__attribute__((flatten)) Sums grad_sums(const void* xv, const void* maskv, const void* dyv, const Segs& s,
+                                        float mean) {
   const T* x = static_cast<const T*>(xv);
   const T* y = static_cast<const T*>(maskv);
   const T* dy = static_cast<const T*>(dyv);
   Sums out{0.0, 0.0};
   for_each_chunk(s, [&](int64_t off, int64_t len, int64_t stride, int64_t runs) {
-    float ag[kLanes] = {}, agx[kLanes] = {}, vx[kLanes], vg[kLanes], vy[kLanes];
-    auto block = [&](int64_t o, int n) {
-      load_block(x + o, vx, n);
-      load_block(dy + o, vg, n);
-      if (y) {
-        load_block(y + o, vy, n);
-        for (int j = 0; j < n; ++j) vg[j] = masked(vg[j], vy[j]);
-      }
-      for (int j = 0; j < n; ++j) {
-        ag[j] += vg[j];
-        agx[j] += vg[j] * (vx[j] - mean);
-      }
-    };
+    Blk ag = zero(), agx = zero();
     for (int64_t r = 0; r < runs; ++r) {
       const int64_t q = off + r * stride;
-      int64_t i = 0;
-      for (; i + kLanes <= len; i += kLanes) block(q + i, kLanes);
-      if (i < len) block(q + i, static_cast<int>(len - i));
+      for_blocks(len, [&](int64_t i, int n) {
+        Blk g = load(dy + q + i, n);
+        if (y) g = masked(g, load(y + q + i, n));
+        ag += g;
+        agx += g * (load(x + q + i, n) - mean);
+      });
     }
-    out.g += lane_total(ag, kLanes);
-    out.gx += lane_total(agx, kLanes);
+    out.g += lane_total(ag);
+    out.gx += lane_total(agx);
   });
   return out;
 }
 
-// Elementwise over the runs of s; the blocks go through local arrays, so y may alias x
-// (and dx dy) exactly.
-template <class F>
-inline void for_each_block(const Segs& s, F&& f) {
+// Elementwise over the runs of s; a block is read before it is written, so y may alias
+// x (and dx dy) exactly. f(offset, n, aligned). With out given (a float32 output to
+// stream), each run starts with a partial block up to a 64-byte boundary of out, so
+// the full blocks after it are aligned (aligned = true); block boundaries do not change
+// an elementwise result.
+template <class T, class F>
+BNORM_ALWAYS_INLINE void for_each_block(const Segs& s, const T* out, F&& f) {
   for (int64_t r = 0; r < s.count; ++r) {
     const int64_t q = s.off + r * s.stride;
-    int64_t i = 0;
-    for (; i + kLanes <= s.len; i += kLanes) f(q + i, kLanes);
-    if (i < s.len) f(q + i, static_cast<int>(s.len - i));
+    int64_t head = 0;
+    if (out) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(out + q);  // element-aligned (the API checks)
+      head = static_cast<int64_t>((64 - a % 64) % 64 / sizeof(T));
+      if (head > s.len) head = s.len;
+      if (head > 0) f(q, static_cast<int>(head), false);
+    }
+    for_blocks(s.len - head, [&](int64_t i, int n) { f(q + head + i, n, out != nullptr && n == kLanes); });
   }
 }
 
+// Stores a block, streaming it where the caller aligned it for that.
 template <class T>
-void affine(const void* xv, const void* zv, void* yv, const Segs& s, const Affine& a, bool relu) {
+BNORM_ALWAYS_INLINE void store_out(T* p, const Blk& v, int n, bool stream) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (stream) {
+      store_stream(p, v);
+      return;
+    }
+  }
+  store(p, v, n);
+}
+
+template <class T>
+__attribute__((flatten)) void affine(const void* xv, const void* zv, void* yv, const Segs& s, const Affine& a,
+                                     bool relu, bool stream) {
   const T* x = static_cast<const T*>(xv);
   const T* z = static_cast<const T*>(zv);
   T* y = static_cast<T*>(yv);
-  for_each_block(s, [&](int64_t o, int n) {
-    float v[kLanes], vz[kLanes];
-    load_block(x + o, v, n);
-    for (int j = 0; j < n; ++j) v[j] = ((v[j] - a.mean_hi) - a.mean_lo) * a.scale + a.shift;
-    if (z) {
-      load_block(z + o, vz, n);
-      for (int j = 0; j < n; ++j) v[j] += vz[j];
-    }
-    if (relu)
-      for (int j = 0; j < n; ++j) v[j] = relu_of(v[j]);
-    store_block(y + o, v, n);
+  stream = stream && std::is_same_v<T, float>;
+  for_each_block(s, stream ? y : nullptr, [&](int64_t o, int n, bool nt) {
+    Blk v = ((load(x + o, n) - a.mean_hi) - a.mean_lo) * a.scale + a.shift;
+    if (z) v += load(z + o, n);
+    if (relu) v = relu_of(v);
+    store_out(y + o, v, n, nt);
   });
+  if (stream) stream_fence();
 }
 
-// dx = a.g * g + (a.xc * (x - mean) + a.c0); dz = g. x is not read when a.xc is 0.
+// dx = a.g * g + (a.xc * (x - mean) + a.c0); dz = g. x is not read when null (a.xc is
+// then 0).
 template <class T>
-void dx_map(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv, const Segs& s,
-            const DxCoef& a, bool relu) {
+__attribute__((flatten)) void dx_map(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv,
+                                     const Segs& s, const DxCoef& a, bool relu, bool stream) {
   const T* x = static_cast<const T*>(xv);
   const T* y = static_cast<const T*>(maskv);
   const T* dy = static_cast<const T*>(dyv);
   T* dx = static_cast<T*>(dxv);
   T* dz = static_cast<T*>(dzv);
-  const bool with_x = x != nullptr;
-  for_each_block(s, [&](int64_t o, int n) {
-    float vg[kLanes], vx[kLanes], vy[kLanes], out[kLanes];
-    load_block(dy + o, vg, n);
-    if (relu) {
-      load_block(y + o, vy, n);
-      for (int j = 0; j < n; ++j) vg[j] = masked(vg[j], vy[j]);
-    }
-    if (with_x) {
-      load_block(x + o, vx, n);
-      for (int j = 0; j < n; ++j) out[j] = a.g * vg[j] + (a.xc * (vx[j] - a.mean) + a.c0);
-    } else {
-      for (int j = 0; j < n; ++j) out[j] = a.g * vg[j] + a.c0;
-    }
+  // dz streams with dx only where the two share their alignment.
+  stream = stream && std::is_same_v<T, float>;
+  const bool dz_stream = stream && dz && (reinterpret_cast<uintptr_t>(dz) - reinterpret_cast<uintptr_t>(dx)) % 64 == 0;
+  for_each_block(s, stream ? dx : nullptr, [&](int64_t o, int n, bool nt) {
+    Blk g = load(dy + o, n);
+    if (relu) g = masked(g, load(y + o, n));
+    const Blk out = x ? g * a.g + ((load(x + o, n) - a.mean) * a.xc + a.c0) : g * a.g + a.c0;
     // dz may alias dy: everything of the block was read above.
-    if (dz) store_block(dz + o, vg, n);
-    store_block(dx + o, out, n);
+    if (dz) store_out(dz + o, g, n, nt && dz_stream);
+    store_out(dx + o, out, n, nt);
   });
+  if (stream) stream_fence();
 }
 
 // ---- lanes: a flat run whose value i belongs to lane i % w (rows of channels-last
-// tensors, several rows per lane set when channels are few); per-lane coefficients ----
+// tensors, several rows per lane set when channels are few); per-lane coefficients and
+// accumulators in arrays of w floats ----
+
+// Calls f(offset, lane, n) per block: each row of w values in blocks of kLanes, then
+// the last partial row.
+template <class F>
+BNORM_ALWAYS_INLINE void for_each_lane_block(int64_t nvals, int w, F&& f) {
+  int64_t i = 0;
+  for (; i + w <= nvals; i += w)
+    for (int l = 0; l < w; l += kLanes) f(i + l, l, w - l < kLanes ? w - l : kLanes);
+  for (int l = 0; i + l < nvals; l += kLanes)
+    f(i + l, l, nvals - i - l < kLanes ? static_cast<int>(nvals - i - l) : kLanes);
+}
+
+// w rounded up to whole blocks: the size of a lane array.
+BNORM_ALWAYS_INLINE int padded(int w) { return (w + kLanes - 1) / kLanes * kLanes; }
 
 template <class T>
-void lane_stats(const void* xv, int64_t nvals, int w, float* scratch, double* mean, double* m2) {
+__attribute__((flatten)) void lane_stats(const void* xv, int64_t nvals, int w, float* scratch, double* mean,
+                                         double* m2) {
   const T* x = static_cast<const T*>(xv);
+  const int pw = padded(w);
   float* k0 = scratch;
-  float* acc = scratch + w;
-  float* mk = scratch + 2 * w;
+  float* acc = scratch + pw;
+  float* mk = scratch + 2 * pw;
   const int first = static_cast<int>(nvals < w ? nvals : w);
-  float v[kLanes];
-  for (int l = 0; l < first; l += kLanes) {
-    const int n = first - l < kLanes ? first - l : kLanes;
-    load_block(x + l, k0 + l, n);
-  }
-  for (int l = 0; l < w; ++l) acc[l] = 0.0f;
-  // One row of w values at a time, kLanes of them per step.
-  auto rows = [&](auto&& f) {
-    int64_t i = 0;
-    for (; i + w <= nvals; i += w)
-      for (int l = 0; l < w; l += kLanes) {
-        const int n = w - l < kLanes ? w - l : kLanes;
-        load_block(x + i + l, v, n);
-        f(l, n);
-      }
-    for (int l = 0; i + l < nvals; l += kLanes) {
-      const int n = nvals - i - l < kLanes ? static_cast<int>(nvals - i - l) : kLanes;
-      load_block(x + i + l, v, n);
-      f(l, n);
-    }
-  };
-  rows([&](int l, int n) {
-    for (int j = 0; j < n; ++j) acc[l + j] += v[j] - k0[l + j];
+  for (int l = 0; l < pw; ++l) k0[l] = l < first ? load_one(x + l) : 0.0f;
+  for (int l = 0; l < pw; ++l) acc[l] = 0.0f;
+  // Lanes of a partial block (past n) add zero.
+  for_each_lane_block(nvals, w, [&](int64_t o, int l, int n) {
+    const Blk d = load(x + o, n) - at(k0 + l);
+    put(acc + l, at(acc + l) + (n == kLanes ? d : sel(lanes_below(n), d, zero())));
   });
   const int64_t full = nvals / w, part = nvals % w;
-  for (int l = 0; l < first; ++l) {
+  for (int l = 0; l < pw; ++l) {
     const double cnt = static_cast<double>(full + (l < part ? 1 : 0));
-    mean[l] = acc[l] / cnt;  // the shift, for now
-    mk[l] = static_cast<float>(mean[l]);
+    const double sh = l < first ? acc[l] / cnt : 0.0;
+    if (l < first) mean[l] = sh;  // the shift, for now
+    mk[l] = static_cast<float>(sh);
     acc[l] = 0.0f;
   }
-  rows([&](int l, int n) {
-    for (int j = 0; j < n; ++j) {
-      const float d = (v[j] - k0[l + j]) - mk[l + j];
-      acc[l + j] += d * d;
-    }
+  for_each_lane_block(nvals, w, [&](int64_t o, int l, int n) {
+    Blk d = (load(x + o, n) - at(k0 + l)) - at(mk + l);
+    if (n < kLanes) d = sel(lanes_below(n), d, zero());
+    put(acc + l, at(acc + l) + d * d);
   });
   for (int l = 0; l < first; ++l) {
     const double cnt = static_cast<double>(full + (l < part ? 1 : 0));
@@ -322,91 +475,56 @@ void lane_stats(const void* xv, int64_t nvals, int w, float* scratch, double* me
 }
 
 template <class T>
-void lane_grad_sums(const void* xv, const void* maskv, const void* dyv, int64_t nvals, int w, const float* mean,
-                    float* scratch, double* sg, double* sgx) {
+__attribute__((flatten)) void lane_grad_sums(const void* xv, const void* maskv, const void* dyv, int64_t nvals,
+                                             int w, const float* mean, float* scratch, double* sg, double* sgx) {
   const T* x = static_cast<const T*>(xv);
   const T* y = static_cast<const T*>(maskv);
   const T* dy = static_cast<const T*>(dyv);
+  const int pw = padded(w);
   float* ag = scratch;
-  float* agx = scratch + w;
-  for (int l = 0; l < w; ++l) ag[l] = agx[l] = 0.0f;
-  float vx[kLanes], vg[kLanes], vy[kLanes];
-  auto step = [&](int64_t o, int l, int n) {
-    load_block(dy + o, vg, n);
-    if (y) {
-      load_block(y + o, vy, n);
-      for (int j = 0; j < n; ++j) vg[j] = masked(vg[j], vy[j]);
-    }
-    if (x) {
-      load_block(x + o, vx, n);
-      for (int j = 0; j < n; ++j) agx[l + j] += vg[j] * (vx[j] - mean[l + j]);
-    }
-    for (int j = 0; j < n; ++j) ag[l + j] += vg[j];
-  };
-  int64_t i = 0;
-  for (; i + w <= nvals; i += w)
-    for (int l = 0; l < w; l += kLanes) step(i + l, l, w - l < kLanes ? w - l : kLanes);
-  for (int l = 0; i + l < nvals; l += kLanes)
-    step(i + l, l, nvals - i - l < kLanes ? static_cast<int>(nvals - i - l) : kLanes);
+  float* agx = scratch + pw;
+  for (int l = 0; l < pw; ++l) ag[l] = agx[l] = 0.0f;
+  for_each_lane_block(nvals, w, [&](int64_t o, int l, int n) {
+    Blk g = load(dy + o, n);  // 0 past n: adds 0
+    if (y) g = masked(g, load(y + o, n));
+    put(ag + l, at(ag + l) + g);
+    if (x) put(agx + l, at(agx + l) + g * (load(x + o, n) - at(mean + l)));
+  });
   for (int l = 0; l < w; ++l) {
     sg[l] += ag[l];
     sgx[l] += agx[l];
   }
 }
 
-template <class F>
-inline void for_each_lane_block(int64_t nvals, int w, F&& f) {
-  int64_t i = 0;
-  for (; i + w <= nvals; i += w)
-    for (int l = 0; l < w; l += kLanes) f(i + l, l, w - l < kLanes ? w - l : kLanes);
-  for (int l = 0; i + l < nvals; l += kLanes)
-    f(i + l, l, nvals - i - l < kLanes ? static_cast<int>(nvals - i - l) : kLanes);
-}
-
 template <class T>
-void lane_affine(const void* xv, const void* zv, void* yv, int64_t nvals, int w, const LaneAffine& a, bool relu) {
+__attribute__((flatten)) void lane_affine(const void* xv, const void* zv, void* yv, int64_t nvals, int w,
+                                          const LaneAffine& a, bool relu) {
   const T* x = static_cast<const T*>(xv);
   const T* z = static_cast<const T*>(zv);
   T* y = static_cast<T*>(yv);
   for_each_lane_block(nvals, w, [&](int64_t o, int l, int n) {
-    float v[kLanes], vz[kLanes];
-    load_block(x + o, v, n);
-    for (int j = 0; j < n; ++j)
-      v[j] = ((v[j] - a.mean_hi[l + j]) - a.mean_lo[l + j]) * a.scale[l + j] + a.shift[l + j];
-    if (z) {
-      load_block(z + o, vz, n);
-      for (int j = 0; j < n; ++j) v[j] += vz[j];
-    }
-    if (relu)
-      for (int j = 0; j < n; ++j) v[j] = relu_of(v[j]);
-    store_block(y + o, v, n);
+    Blk v = ((load(x + o, n) - at(a.mean_hi + l)) - at(a.mean_lo + l)) * at(a.scale + l) + at(a.shift + l);
+    if (z) v += load(z + o, n);
+    if (relu) v = relu_of(v);
+    store(y + o, v, n);
   });
 }
 
 template <class T>
-void lane_dx(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv, int64_t nvals, int w,
-             const LaneDx& a, bool relu) {
+__attribute__((flatten)) void lane_dx(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv,
+                                      int64_t nvals, int w, const LaneDx& a, bool relu) {
   const T* x = static_cast<const T*>(xv);
   const T* y = static_cast<const T*>(maskv);
   const T* dy = static_cast<const T*>(dyv);
   T* dx = static_cast<T*>(dxv);
   T* dz = static_cast<T*>(dzv);
   for_each_lane_block(nvals, w, [&](int64_t o, int l, int n) {
-    float vg[kLanes], vx[kLanes], vy[kLanes], out[kLanes];
-    load_block(dy + o, vg, n);
-    if (relu) {
-      load_block(y + o, vy, n);
-      for (int j = 0; j < n; ++j) vg[j] = masked(vg[j], vy[j]);
-    }
-    if (x) {
-      load_block(x + o, vx, n);
-      for (int j = 0; j < n; ++j)
-        out[j] = a.g[l + j] * vg[j] + (a.xc[l + j] * (vx[j] - a.mean[l + j]) + a.c0[l + j]);
-    } else {
-      for (int j = 0; j < n; ++j) out[j] = a.g[l + j] * vg[j] + a.c0[l + j];
-    }
-    if (dz) store_block(dz + o, vg, n);
-    store_block(dx + o, out, n);
+    Blk g = load(dy + o, n);
+    if (relu) g = masked(g, load(y + o, n));
+    const Blk kg = at(a.g + l), c0 = at(a.c0 + l);
+    const Blk out = x ? g * kg + ((load(x + o, n) - at(a.mean + l)) * at(a.xc + l) + c0) : g * kg + c0;
+    if (dz) store(dz + o, g, n);
+    store(dx + o, out, n);
   });
 }
 
@@ -417,110 +535,93 @@ void lane_dx(const void* xv, const void* maskv, const void* dyv, void* dxv, void
 // as the per-channel path rounds it, so a layer norm over (N, D) and a group norm of
 // one group over it agree bit for bit.
 template <class T>
-void affine_per_value(const void* xv, void* yv, int64_t len, float mean_hi, float mean_lo, float invstd,
-                      const float* gamma, const float* beta) {
+__attribute__((flatten)) void affine_per_value(const void* xv, void* yv, int64_t len, float mean_hi, float mean_lo,
+                                               float invstd, const float* gamma, const float* beta) {
   const T* x = static_cast<const T*>(xv);
   T* y = static_cast<T*>(yv);
-  for (int64_t i = 0; i < len; i += kLanes) {
-    const int n = len - i < kLanes ? static_cast<int>(len - i) : kLanes;
-    float v[kLanes];
-    load_block(x + i, v, n);
-    float s[kLanes];
-    for (int j = 0; j < n; ++j) s[j] = gamma ? invstd * gamma[i + j] : invstd;
-    for (int j = 0; j < n; ++j) v[j] = ((v[j] - mean_hi) - mean_lo) * s[j] + (beta ? beta[i + j] : 0.0f);
-    store_block(y + i, v, n);
-  }
+  for_blocks(len, [&](int64_t i, int n) {
+    const Blk s = gamma ? load(gamma + i, n) * invstd : bsplat(invstd);
+    const Blk b = beta ? load(beta + i, n) : zero();
+    store(y + i, ((load(x + i, n) - mean_hi) - mean_lo) * s + b, n);
+  });
 }
 
 // Layer norm's per-value backward over one sample's run: the float64 sums
 // sum(gamma * dy) and sum(gamma * dy * (x - mean)), in kChunk pieces.
 template <class T>
-Sums weighted_grad_sums(const void* xv, const void* dyv, int64_t len, float mean, const float* gamma) {
+__attribute__((flatten)) Sums weighted_grad_sums(const void* xv, const void* dyv, int64_t len, float mean,
+                                                 const float* gamma) {
   const T* x = static_cast<const T*>(xv);
   const T* dy = static_cast<const T*>(dyv);
   Sums out{0.0, 0.0};
   for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
     const int64_t c1 = c0 + kChunk < len ? c0 + kChunk : len;
-    float ag[kLanes] = {}, agx[kLanes] = {}, vx[kLanes], vg[kLanes];
-    for (int64_t i = c0; i < c1; i += kLanes) {
-      const int n = c1 - i < kLanes ? static_cast<int>(c1 - i) : kLanes;
-      load_block(x + i, vx, n);
-      load_block(dy + i, vg, n);
-      if (gamma)
-        for (int j = 0; j < n; ++j) vg[j] *= gamma[i + j];
-      for (int j = 0; j < n; ++j) {
-        ag[j] += vg[j];
-        agx[j] += vg[j] * (vx[j] - mean);
-      }
-    }
-    out.g += lane_total(ag, kLanes);
-    out.gx += lane_total(agx, kLanes);
+    Blk ag = zero(), agx = zero();
+    for_blocks(c1 - c0, [&](int64_t i, int n) {
+      Blk g = load(dy + c0 + i, n);
+      if (gamma) g = g * load(gamma + c0 + i, n);
+      ag += g;
+      agx += g * (load(x + c0 + i, n) - mean);
+    });
+    out.g += lane_total(ag);
+    out.gx += lane_total(agx);
   }
   return out;
 }
 
 // dx[i] = invstd * gamma[i] * dy[i] + (xc * (x[i] - mean) + c0) over one run.
 template <class T>
-void dx_per_value(const void* xv, const void* dyv, void* dxv, int64_t len, float mean, float invstd,
-                  const float* gamma, float xc, float c0) {
+__attribute__((flatten)) void dx_per_value(const void* xv, const void* dyv, void* dxv, int64_t len, float mean,
+                                           float invstd, const float* gamma, float xc, float c0) {
   const T* x = static_cast<const T*>(xv);
   const T* dy = static_cast<const T*>(dyv);
   T* dx = static_cast<T*>(dxv);
-  for (int64_t i = 0; i < len; i += kLanes) {
-    const int n = len - i < kLanes ? static_cast<int>(len - i) : kLanes;
-    float vx[kLanes], vg[kLanes], out[kLanes];
-    load_block(x + i, vx, n);
-    load_block(dy + i, vg, n);
-    for (int j = 0; j < n; ++j) vg[j] *= invstd;
-    if (gamma)
-      for (int j = 0; j < n; ++j) vg[j] *= gamma[i + j];
-    for (int j = 0; j < n; ++j) out[j] = vg[j] + (xc * (vx[j] - mean) + c0);
-    store_block(dx + i, out, n);
-  }
+  for_blocks(len, [&](int64_t i, int n) {
+    Blk g = load(dy + i, n) * invstd;
+    if (gamma) g = g * load(gamma + i, n);
+    store(dx + i, g + ((load(x + i, n) - mean) * xc + c0), n);
+  });
 }
 
 // Layer norm's per-value parameter gradients, features [f0, f1) of rows samples of len
 // values: dgamma[f] += sum_n dy * xhat, dbeta[f] += sum_n dy, in float64, n in order.
 template <class T>
-void column_grads(const void* xv, const void* dyv, int64_t rows, int64_t len, int64_t f0, int64_t f1,
-                  const float* mean, const float* invstd, double* dgamma, double* dbeta) {
+__attribute__((flatten)) void column_grads(const void* xv, const void* dyv, int64_t rows, int64_t len, int64_t f0,
+                                           int64_t f1, const float* mean, const float* invstd, double* dgamma,
+                                           double* dbeta) {
   const T* x = static_cast<const T*>(xv);
   const T* dy = static_cast<const T*>(dyv);
   for (int64_t n = 0; n < rows; ++n) {
     const float m = mean[n], s = invstd[n];
-    for (int64_t i = f0; i < f1; i += kLanes) {
-      const int cnt = f1 - i < kLanes ? static_cast<int>(f1 - i) : kLanes;
-      float vx[kLanes], vg[kLanes];
-      load_block(x + n * len + i, vx, cnt);
-      load_block(dy + n * len + i, vg, cnt);
+    for_blocks(f1 - f0, [&](int64_t i, int cnt) {
+      const Blk g = load(dy + n * len + f0 + i, cnt);
+      float pg[kLanes], pd[kLanes];
+      put(pg, g * ((load(x + n * len + f0 + i, cnt) - m) * s));
+      put(pd, g);
+      double* dg = dgamma + f0 + i;
+      double* db = dbeta + f0 + i;
       for (int j = 0; j < cnt; ++j) {
-        dgamma[i + j] += static_cast<double>(vg[j] * ((vx[j] - m) * s));
-        dbeta[i + j] += static_cast<double>(vg[j]);
+        dg[j] += static_cast<double>(pg[j]);
+        db[j] += static_cast<double>(pd[j]);
       }
-    }
+    });
   }
 }
 
 // w_out = w * scale over one run (folding).
 template <class T>
-void scale_run(const void* wv, void* ov, int64_t len, float scale) {
+__attribute__((flatten)) void scale_run(const void* wv, void* ov, int64_t len, float scale) {
   const T* w = static_cast<const T*>(wv);
   T* o = static_cast<T*>(ov);
-  for (int64_t i = 0; i < len; i += kLanes) {
-    const int n = len - i < kLanes ? static_cast<int>(len - i) : kLanes;
-    float v[kLanes];
-    load_block(w + i, v, n);
-    for (int j = 0; j < n; ++j) v[j] *= scale;
-    store_block(o + i, v, n);
-  }
+  for_blocks(len, [&](int64_t i, int n) { store(o + i, load(w + i, n) * scale, n); });
 }
 
 template <class T>
 constexpr Kernels table_of() {
-  return Kernels{&stats<T>,      &grad_sums<T>,       &affine<T>,
-                 &dx_map<T>,     &lane_stats<T>,      &lane_grad_sums<T>, &lane_affine<T>,
-                 &lane_dx<T>,    &affine_per_value<T>, &weighted_grad_sums<T>, &dx_per_value<T>,
-                 &column_grads<T>, &scale_run<T>};
+  return Kernels{&stats<T>,          &grad_sums<T>,          &affine<T>,         &dx_map<T>,
+                 &lane_stats<T>,     &lane_grad_sums<T>,     &lane_affine<T>,    &lane_dx<T>,
+                 &affine_per_value<T>, &weighted_grad_sums<T>, &dx_per_value<T>, &column_grads<T>,
+                 &scale_run<T>};
 }
 
 }  // namespace
