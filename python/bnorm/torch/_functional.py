@@ -110,7 +110,9 @@ class BatchNormFunction(torch.autograd.Function):
                 h.forward_inference_fused(xc, zc, y, w, b, rm, rv, eps, act)
             else:
                 h.forward_inference(xc, y, w, b, rm, rv, eps)
-            stats = (rm.clone(), rv.clone())  # constants of this forward, whatever happens to the buffers
+            # The constants of this forward, whatever happens to the buffers later (only
+            # when a backward can follow: no copies under no_grad).
+            stats = (rm.clone(), rv.clone()) if any(ctx.needs_input_grad[:4]) else (None, None)
         ctx.training, ctx.eps, ctx.act, ctx.has_z = training, eps, act, z is not None
         ctx.has_weight = weight is not None
         ctx.param_dtypes = (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
