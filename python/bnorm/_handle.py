@@ -8,7 +8,10 @@ the C API checks the rest (values, overlap) with the same guarantee.
 
 A handle is used by one thread at a time, as in C. On a CUDA handle calls are
 asynchronous on the handle's stream (set_stream); arrays must stay alive and unchanged
-until that work is done, as with any CUDA library.
+until that work is done, as with any CUDA library. Objects borrowed through __dlpack__
+are asked to order their pending work before the handle's stream (the protocol's
+stream argument); torch tensors are read directly, so bind the handle to
+torch.cuda.current_stream() (as bnorm.torch does) or synchronise.
 """
 import ctypes
 

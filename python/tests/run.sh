@@ -6,6 +6,10 @@
 #   that has torch, else the first that has numpy, else CONFIGURED (the test then skips).
 #
 #   run.sh CONFIGURED SCRIPT [ARGS...]
+if [ $# -lt 2 ]; then
+  echo "usage: run.sh CONFIGURED_PYTHON SCRIPT [ARGS...] (a Python test, not a gtest binary)" >&2
+  exit 2
+fi
 configured=$1
 shift
 has() { "$1" -c "import importlib.util as u, sys; sys.exit(0 if u.find_spec('$2') else 1)" 2>/dev/null; }

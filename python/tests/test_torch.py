@@ -44,6 +44,11 @@ if DEVICE == "cuda" and not bnorm.cuda_available():
 import bnorm.torch as bt  # noqa: E402
 
 DEV = torch.device(DEVICE)
+# The comparisons put convolutions around batch norm: on a GPU they must be float32 and
+# repeatable (TF32 rounds to 2^-11, which would swamp the batch norms' differences).
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cudnn.deterministic = True
 OUT_TOL, STAT_TOL = 1e-4, 1e-5
 DTYPE_TOL = {torch.float32: OUT_TOL, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
