@@ -90,15 +90,18 @@ _TORCH_DTYPES = None
 def _torch_dtypes(torch):
     global _TORCH_DTYPES
     if _TORCH_DTYPES is None:
-        _TORCH_DTYPES = {torch.float32: (2, 32), torch.float16: (2, 16), torch.bfloat16: (4, 16), torch.float64: (2, 64),
-                 torch.int8: (0, 8), torch.int16: (0, 16), torch.int32: (0, 32), torch.int64: (0, 64),
-                 torch.uint8: (1, 8), torch.bool: (6, 8), torch.complex64: (5, 64), torch.complex128: (5, 128)}
+        _TORCH_DTYPES = {
+            torch.float32: (2, 32), torch.float16: (2, 16), torch.bfloat16: (4, 16), torch.float64: (2, 64),
+            torch.int8: (0, 8), torch.int16: (0, 16), torch.int32: (0, 32), torch.int64: (0, 64),
+            torch.uint8: (1, 8), torch.bool: (6, 8), torch.complex64: (5, 64), torch.complex128: (5, 128)}
     return _TORCH_DTYPES
 
 
 def _from_torch(t, torch):
     if t.layout != torch.strided:
         raise NotSupportedError(f"a torch tensor with layout {t.layout}: bnorm takes dense (strided) tensors")
+    if t.is_neg() or t.is_conj():  # lazy views: the memory does not hold the values
+        raise NotSupportedError("a torch tensor with its negative or conjugate bit set (resolve_neg() first)")
     code, bits = _torch_dtypes(torch).get(t.dtype, (3, t.element_size() * 8))
     dev = t.device
     if dev.type == "cpu":
@@ -113,7 +116,7 @@ def _from_torch(t, torch):
 
 def _from_dltensor(capsule, obj):
     if not _capsule_valid(capsule, b"dltensor"):
-        raise NotSupportedError(f"{type(obj).__name__}.__dlpack__() did not return a DLPack capsule")
+        raise NotSupportedError(f"a {type(obj).__name__} whose __dlpack__() returned no DLPack capsule")
     m = DLManagedTensor.from_address(_capsule_pointer(capsule, b"dltensor"))
     t = m.dl_tensor
     shape = [t.shape[i] for i in range(t.ndim)]
@@ -160,11 +163,11 @@ def borrow(obj, stream=None):
                 capsule = obj.__dlpack__(stream=1 if not stream else int(stream))
             else:
                 capsule = obj.__dlpack__()
-        except BufferError:
+        except BufferError as e:
             # NumPy 1.x refuses to export read-only arrays through DLPack.
             if hasattr(obj, "__array_interface__"):
                 return _from_array_interface(obj)
-            raise
+            raise NotSupportedError(f"a {type(obj).__name__} that DLPack cannot export ({e})") from None
         return _from_dltensor(capsule, obj)
     if hasattr(obj, "__array_interface__"):
         return _from_array_interface(obj)

@@ -17,7 +17,7 @@ import ctypes
 
 from . import _arrays as A
 from ._enums import Activation, Backend, Choice, Op, coerce
-from ._errors import InvalidValueError, error_for
+from ._errors import Error, InvalidValueError, error_for
 from ._library import TensorDesc
 
 _lib = None  # set by the package's __init__
@@ -54,7 +54,12 @@ class _Args:
         self.keep = []
 
     def borrow(self, obj, name):
-        b = A.borrow(obj, self.stream)
+        try:
+            b = A.borrow(obj, self.stream)
+        except Error as e:  # the producer's refusal, named after the argument
+            raise type(e)(f"{name} is {e.message}") from None
+        except TypeError as e:
+            raise TypeError(f"{name}: {e}") from None
         self.keep.append(b)
         A.check_device(b, name, self.backend, self.device)
         return b
