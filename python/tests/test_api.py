@@ -19,7 +19,6 @@ which reaches y as ~|mean|/std * 2^-24 per ulp: the output bound grows as
 1e-4 * max(1, (|mean|/std) / 500), the CUDA tests' 2e-3 at 1e4. float16: 2^-11 per
 rounding, 2e-3.
 """
-import ctypes
 import os
 import subprocess
 import sys
