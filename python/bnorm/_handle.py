@@ -156,6 +156,19 @@ class Handle:
         check(_lib.bnorm_get_backend(self._hv(), ctypes.byref(out)))
         return Backend(out.value)
 
+    @property
+    def cpu_threads(self):
+        """The CPU backend's threads for this handle's calls (what a large call uses now).
+        Setting it takes a count >= 1, or 0 for OpenMP's default; results are the same bits
+        for any count. A CUDA handle raises NotSupportedError."""
+        out = ctypes.c_int()
+        check(_lib.bnorm_get_cpu_threads(self._hv(), ctypes.byref(out)))
+        return out.value
+
+    @cpu_threads.setter
+    def cpu_threads(self, threads):
+        check(_lib.bnorm_set_cpu_threads(self._hv(), int(threads)))
+
     def describe(self, x):
         """The TensorDesc bnorm sees for an array (after the checks every call makes)."""
         return _Args(self).x(x)[0]

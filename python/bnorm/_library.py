@@ -60,6 +60,8 @@ _PROTOTYPES = {
     "bnorm_set_stream": (_S, [_P, _P]),
     "bnorm_get_stream": (_S, [_P, ctypes.POINTER(_P)]),
     "bnorm_get_backend": (_S, [_P, ctypes.POINTER(_I)]),
+    "bnorm_set_cpu_threads": (_S, [_P, ctypes.c_int]),
+    "bnorm_get_cpu_threads": (_S, [_P, ctypes.POINTER(ctypes.c_int)]),
     "bnorm_forward_training": (_S, [_P, _D, _P, _P, _P, _P, _F, _F, _P, _P, _P, _P]),
     "bnorm_forward_inference": (_S, [_P, _D, _P, _P, _P, _P, _P, _P, _F]),
     "bnorm_backward": (_S, [_P, _D, _P, _P, _P, _P, _P, _P, _P, _P]),

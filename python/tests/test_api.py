@@ -616,8 +616,14 @@ class HandleAndLibrary(Case):
         self.assertEqual(self.h.query_variant("forward_training", A.put(np.ones((8, 6, 24, 24), np.float32)))[0],
                          spec)
         self.h.set_variant("forward_training", every[-1])
-        self.assertEqual(self.h.query_variant("forward_training", d), (every[-1], bnorm.Choice.OVERRIDE)
-                         if DEVICE == "cuda" else (every[-1], why))
+        self.assertEqual(self.h.query_variant("forward_training", d), (every[-1], bnorm.Choice.OVERRIDE))
+        if DEVICE == "cpu":  # the fast path and its float64 oracle
+            self.assertEqual(every, ["cpu_fast", "cpu_reference"])
+            self.h.cpu_threads = 1
+            self.assertEqual(self.h.cpu_threads, 1)
+            with self.assertRaises(bnorm.InvalidValueError):
+                self.h.cpu_threads = -1
+            self.h.cpu_threads = 0
         self.h.set_variant("forward_training", None)
         with self.assertRaises(bnorm.InvalidValueError):
             self.h.set_variant("forward_training", "no_such_variant")
