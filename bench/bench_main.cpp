@@ -47,6 +47,7 @@ struct Options {
   bool no_cudnn = false;
   bool print_suite = false;
   bool probe_cudnn = false;
+  bool print_device = false;
   std::vector<Shape> shapes = suite();
   bool shapes_given = false;
   std::vector<std::string> groups;  // empty: all
@@ -275,6 +276,8 @@ void usage() {
                "  --print_suite                      print the shape suite as JSON and exit\n"
                "  --print_toolbox                    print the toolbox's cases as JSON and exit\n"
                "  --probe_cudnn                      load cuDNN, say which and whether it runs; exit\n"
+               "  --print_device                     the device's facts and measured copy bandwidth as JSON;\n"
+               "                                     exit (3 without a device)\n"
                "Without a device, --benchmark_list_tests lists the rows a 132-SM sm_90 GPU would run.\n",
                groups.c_str());
 }
@@ -300,6 +303,8 @@ bool parse_options(int argc, char** argv, Options* o) {
       o->print_toolbox = true;
     } else if (a == "--probe_cudnn") {
       o->probe_cudnn = true;
+    } else if (a == "--print_device") {
+      o->print_device = true;
     } else if (value("--cudnn", &v)) {
       o->cudnn_path = v;
     } else if (value("--bnorm_shapes", &v)) {
@@ -379,6 +384,36 @@ void add_context() {
     benchmark::AddCustomContext("cudnn", "unavailable: " + (g.cudnn ? g.cudnn->why_not() : std::string("--no_cudnn")));
 }
 
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) out += c;
+  }
+  return out + "\"";
+}
+
+// --print_device: what a GPU check records before anything else (tools/gpu_check.sh's
+// first phase), measured as the rows' floors are: the same 1 GiB copy.
+int print_device(const Options& o, bool gpu, const std::string& why) {
+  if (!gpu) {
+    std::printf("{\"gpu\": null, \"why\": %s}\n", json_string(why).c_str());
+    return 3;
+  }
+  BNB_CUDA(cudaSetDevice(o.device));
+  cudaStream_t s = nullptr;
+  BNB_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const DeviceFacts f = query_device(o.device);
+  const double gbps = copy_bandwidth_gb_per_s(static_cast<size_t>(o.copy_bytes), s);
+  BNB_CUDA(cudaStreamDestroy(s));
+  std::printf("{\"gpu\": %s, \"cc\": \"%d.%d\", \"sm_count\": %d, \"sm_clock_max_mhz\": %d, "
+              "\"l2_bytes\": %zu, \"global_bytes\": %zu, \"cuda_driver\": %d, \"cuda_runtime\": %d, "
+              "\"copy_bandwidth_gb_per_s\": %.1f, \"copy_bytes\": %.0f}\n",
+              json_string(f.name).c_str(), f.cc_major, f.cc_minor, f.sm_count, f.sm_clock_mhz, f.l2_bytes,
+              f.global_bytes, f.driver_version, f.runtime_version, gbps, o.copy_bytes);
+  return 0;
+}
+
 int run(int argc, char** argv) {
   bool listing = false;
   for (int i = 1; i < argc; ++i)
@@ -402,6 +437,7 @@ int run(int argc, char** argv) {
   }
   std::string why;
   const bool gpu = device_available(&why);
+  if (g.opt.print_device) return print_device(g.opt, gpu, why);
   if (g.opt.probe_cudnn) {  // exit 0 when cuDNN loads (and, with a device, initialises)
     Cudnn c(g.opt.cudnn_path);
     if (!c.loaded()) {

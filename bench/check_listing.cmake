@@ -6,7 +6,8 @@
 # fused groups. Then --groups selects, and --configs=top keeps the tuning cache's few.
 # The toolbox's rows (group "toolbox": frozen and synchronized batch norm, folding,
 # group/instance/layer norm) are checked against --print_toolbox: per case the default
-# row and at least one configuration, nothing else.
+# row and at least one configuration, nothing else. Last, --print_device answers in JSON
+# (the facts and copy bandwidth with a device, exit 3 and why without).
 # Usage: cmake -DBENCH=path/to/bnorm-bench -DLIBRARY_VERSION=major.minor -DWORK=dir
 #              -P check_listing.cmake
 cmake_policy(SET CMP0007 NEW)
@@ -270,6 +271,26 @@ list_rows(all_f16 ${BENCH} --groups=resnet50-f16 --benchmark_list_tests)
 if(NOT top_none STREQUAL all_f16 OR NOT top_none_stderr MATCHES "without BNORM_TUNING_CACHE")
   message(FATAL_ERROR "--configs=top without a cache must list every configuration and say so")
 endif()
+
+# ---- --print_device (tools/gpu_check.sh's first phase) ----------------------------------
+# JSON either way: the facts and the copy bandwidth with a device, exit 3 and why without.
+execute_process(COMMAND ${BENCH} --print_device OUTPUT_VARIABLE dev RESULT_VARIABLE rc)
+if(rc EQUAL 3)
+  string(JSON dev_gpu TYPE "${dev}" gpu)
+  string(JSON dev_why GET "${dev}" why)
+  if(NOT dev_gpu STREQUAL "NULL" OR dev_why STREQUAL "")
+    message(FATAL_ERROR "--print_device without a device must say so as JSON: ${dev}")
+  endif()
+elseif(rc EQUAL 0)
+  string(JSON dev_bw GET "${dev}" copy_bandwidth_gb_per_s)
+  string(JSON dev_sms GET "${dev}" sm_count)
+  if(NOT dev_bw GREATER 0 OR NOT dev_sms GREATER 0)
+    message(FATAL_ERROR "--print_device: no copy bandwidth or SM count in ${dev}")
+  endif()
+else()
+  message(FATAL_ERROR "--print_device exited with ${rc}: ${dev}")
+endif()
+
 list(LENGTH top_rows n_top)
 list(LENGTH all_f16 n_f16)
 string(APPEND summary "; --groups and --configs=top select (resnet50-f16: ${n_f16} rows, ${n_top} with a one-entry cache)")

@@ -41,6 +41,7 @@ bytes read + written, median of 10).
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -470,6 +471,7 @@ def main():
     gen = torch.Generator(device="cuda")
     gen.manual_seed(args.seed)
     rows = []
+    write_rows(args.out, context, rows)
     for s in shapes:
         new = measure_shape(torch, F, s, ops, l2_bytes, copy_gbps, args.target_ms, gen)
         rows += new
@@ -478,9 +480,18 @@ def main():
             if "time_ms" in r:
                 print("%-50s %10.4f ms %8.1f GB/s %6.1f%%" % (r["name"], r["time_ms"], r["gb_per_s"],
                                                           r["pct_floor"]), file=sys.stderr)
-    with open(args.out, "w") as f:
-        json.dump({"context": context, "rows": rows}, f, indent=1)
+        # After every shape: a run stopped on its time budget (tools/gpu_check.sh) keeps
+        # the shapes it measured.
+        write_rows(args.out, context, rows)
     return 0
+
+
+def write_rows(path, context, rows):
+    """The results so far, replacing the file at once (never half written)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"context": context, "rows": rows}, f, indent=1)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
