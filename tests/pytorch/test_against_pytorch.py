@@ -6,10 +6,11 @@ norm forward and backward; folding into a convolution. NCHW and channels-last.
 
   python3 tests/pytorch/test_against_pytorch.py --lib LIBBNORM
 
-bnorm computes in float64 and stores float32, so each output must agree with PyTorch's
-float64 result to a few float32 roundings of the output's scale: |got - want| <= TOL *
-max|want| with TOL = 1e-5; dx is measured against the size of its terms,
-max|gamma * dy| * max(invstd), with 4e-5 (its terms cancel). Exit status 77 (ctest: skipped)
+Each output must agree with PyTorch's float64 result to a few float32 roundings of the
+output's scale: |got - want| <= TOL * max|want| with TOL = 1e-5; dx is measured against
+the size of its terms, max|gamma * dy| * max(invstd), with 4e-5 (its terms cancel). ctest
+runs it twice: on the CPU backend's default, its float32 fast path, and with
+BNORM_VARIANT=cpu_reference on its float64 oracle. Exit status 77 (ctest: skipped)
 when this Python has no PyTorch (Debian: python3-torch; tools/deps.sh).
 """
 import argparse
