@@ -84,13 +84,13 @@ TEST_P(CpuIsa, EveryLoopGivesTheSameBits) {
         const int64_t nv = std::min<int64_t>(3 * len + 7, 32 * w + 5);
         const int pw = (w + kLanes - 1) / kLanes * kLanes;  // lane arrays are padded (fast_isa.hpp)
         std::vector<float> scr(3 * pw);
-        std::vector<double> m1(w), q1(w), m2(w), q2(w);
+        std::vector<double> m1(pw), q1(pw), m2(pw), q2(pw);
         base.lane_stats(d.x.data(), nv, w, scr.data(), m1.data(), q1.data());
         k.lane_stats(d.x.data(), nv, w, scr.data(), m2.data(), q2.data());
         const int lanes = static_cast<int>(std::min<int64_t>(nv, w));
         EXPECT_EQ(0, std::memcmp(m1.data(), m2.data(), lanes * sizeof(double)));
         EXPECT_EQ(0, std::memcmp(q1.data(), q2.data(), lanes * sizeof(double)));
-        std::vector<double> g1(w, 0.0), gx1(w, 0.0), g2(w, 0.0), gx2(w, 0.0);
+        std::vector<double> g1(pw, 0.0), gx1(pw, 0.0), g2(pw, 0.0), gx2(pw, 0.0);
         base.lane_grad_sums(d.x.data(), d.y.data(), d.dy.data(), nv, w, d.coef.data(), scr.data(), g1.data(), gx1.data());
         k.lane_grad_sums(d.x.data(), d.y.data(), d.dy.data(), nv, w, d.coef.data(), scr.data(), g2.data(), gx2.data());
         EXPECT_EQ(g1, g2);

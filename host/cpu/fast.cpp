@@ -57,7 +57,7 @@ template <class F>
 void parallel_for(int nt, int64_t n, F&& f) {
 #if defined(_OPENMP)
   if (nt > 1 && n > 1) {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }
@@ -149,6 +149,18 @@ size_t elem_size(bnorm_dtype_t t) { return t == BNORM_DTYPE_F32 ? 4 : 2; }
 
 // ---- the passes, over all channels ---------------------------------------------------------
 
+// Chan's merge of (nb, mb, qb) into (na, ma, qa), as welford_merge computes it, without
+// branches: loops of it over channels vectorize. An empty side leaves the other as it
+// is (the weight is 1 or 0), both empty stay empty.
+inline void merge_into(double& na, double& ma, double& qa, double nb, double mb, double qb) {
+  const double n = na + nb;
+  const double delta = mb - ma;
+  const double wb = n > 0.0 ? nb / n : 0.0;
+  ma = ma + delta * wb;
+  qa = qa + qb + delta * delta * na * wb;
+  na = n;
+}
+
 // Per-channel Welford states of x.
 void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const void* x,
                   Welford<double>* out) {
@@ -165,33 +177,45 @@ void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t,
     }
     return;
   }
+  // Rows: a block's channel states as three arrays (count, mean, M2), merged lane set
+  // by lane set and block by block in loops over the channels.
   const int nt = threads_for(ctx, g.total_rows * g.c);
-  Welford<double>* st = grown(ws.states, g.c * g.row_blocks);
-  float* scratch = grown(ws.scratch, static_cast<size_t>(nt * 3 * padded(g.w)));
-  double* wide = grown(ws.wide, static_cast<size_t>(nt) * 2 * g.w);
+  const int64_t pw = padded(g.w);
+  double* st = grown(ws.wide_states, static_cast<size_t>(3 * g.c * g.row_blocks));
+  float* scratch = grown(ws.scratch, static_cast<size_t>(nt * 3 * pw));
+  double* wide = grown(ws.wide, static_cast<size_t>(nt * 2 * pw));
+  const int k_sets = g.w / static_cast<int>(g.c);
   parallel_for(nt, g.row_blocks, [&](int64_t b) {
     const int tid = thread_id();
-    float* scr = scratch + tid * 3 * padded(g.w);
-    double* lmean = wide + static_cast<size_t>(tid) * 2 * g.w;
-    double* lm2 = lmean + g.w;
-    Welford<double>* bs = st + b * g.c;
-    for (int64_t c = 0; c < g.c; ++c) bs[c] = welford_empty<double>();
+    float* scr = scratch + tid * 3 * pw;
+    double* lmean = wide + tid * 2 * pw;
+    double* lm2 = lmean + pw;
+    double *bn = st + 3 * g.c * b, *bm = bn + g.c, *bq = bm + g.c;
     const int64_t r0 = g.row0(b), rows = g.rows_in(b);
     for (int64_t r = 0; r < rows; r += g.chunk_rows) {
       const int64_t nvals = std::min(g.chunk_rows, rows - r) * g.c;
       k.lane_stats(at(x, (r0 + r) * g.c, es), nvals, g.w, scr, lmean, lm2);
       const int64_t full = nvals / g.w, part = nvals % g.w;
-      for (int l = 0, c = 0; l < g.w && l < nvals; ++l, c = c + 1 == g.c ? 0 : c + 1) {
-        const double cnt = static_cast<double>(full + (l < part ? 1 : 0));
-        bs[c] = welford_merge(bs[c], Welford<double>{cnt, lmean[l], lm2[l]});
+      for (int j = 0; j < k_sets; ++j) {
+        const int64_t l0 = j * g.c;
+        if (r == 0 && j == 0) {  // the block's first lane set: its states as they are
+          for (int64_t c = 0; c < g.c; ++c) bn[c] = static_cast<double>(full + (c < part ? 1 : 0));
+          std::copy(lmean, lmean + g.c, bm);
+          std::copy(lm2, lm2 + g.c, bq);
+          continue;
+        }
+        for (int64_t c = 0; c < g.c; ++c)
+          merge_into(bn[c], bm[c], bq[c], static_cast<double>(full + (l0 + c < part ? 1 : 0)), lmean[l0 + c],
+                     lm2[l0 + c]);
       }
     }
   });
-  for (int64_t c = 0; c < g.c; ++c) {
-    Welford<double> s = welford_empty<double>();
-    for (int64_t b = 0; b < g.row_blocks; ++b) s = welford_merge(s, st[b * g.c + c]);
-    out[c] = s;
+  double *n0 = st, *m0 = st + g.c, *q0 = st + 2 * g.c;
+  for (int64_t b = 1; b < g.row_blocks; ++b) {
+    const double *bn = st + 3 * g.c * b, *bm = bn + g.c, *bq = bm + g.c;
+    for (int64_t c = 0; c < g.c; ++c) merge_into(n0[c], m0[c], q0[c], bn[c], bm[c], bq[c]);
   }
+  for (int64_t c = 0; c < g.c; ++c) out[c] = Welford<double>{n0[c], m0[c], q0[c]};
 }
 
 // Per-channel sums of g and g * (x - mean[c]), g = dy masked by y > 0 when mask is given.
@@ -216,62 +240,96 @@ void reduce_sums(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, 
     }
     return;
   }
+  // Rows: per block, the lanes' float64 sums (sg, sgx over w lanes), folded into the
+  // channels lane set by lane set; then the blocks in order.
   const int nt = threads_for(ctx, g.total_rows * g.c);
-  Sums* bs = grown(ws.sums, g.c * g.row_blocks);
+  const int64_t pw = padded(g.w);
+  double* bs = grown(ws.wide_states, static_cast<size_t>(2 * pw * g.row_blocks));
   float* lane_mean = lane_arrays(ws.lanes, 1, g.w);
   for (int l = 0; l < g.w; l += static_cast<int>(g.c)) std::copy(mean, mean + g.c, lane_mean + l);
-  float* scratch = grown(ws.scratch, static_cast<size_t>(nt * 2 * padded(g.w)));
-  double* wide = grown(ws.wide, static_cast<size_t>(nt) * 2 * g.w);
+  float* scratch = grown(ws.scratch, static_cast<size_t>(nt * 2 * pw));
+  const int k_sets = g.w / static_cast<int>(g.c);
   parallel_for(nt, g.row_blocks, [&](int64_t b) {
     const int tid = thread_id();
-    float* scr = scratch + tid * 2 * padded(g.w);
-    double* sg = wide + static_cast<size_t>(tid) * 2 * g.w;
-    double* sgx = sg + g.w;
-    std::fill(sg, sg + 2 * g.w, 0.0);
+    float* scr = scratch + tid * 2 * pw;
+    double* sg = bs + 2 * pw * b;
+    double* sgx = sg + pw;
+    std::fill(sg, sg + 2 * pw, 0.0);
     const int64_t r0 = g.row0(b), rows = g.rows_in(b);
     for (int64_t r = 0; r < rows; r += g.chunk_rows) {
       const int64_t nvals = std::min(g.chunk_rows, rows - r) * g.c;
       const int64_t o = (r0 + r) * g.c;
       k.lane_grad_sums(at(x, o, es), at(mask, o, es), at(dy, o, es), nvals, g.w, lane_mean, scr, sg, sgx);
     }
-    Sums* s = bs + b * g.c;
-    for (int64_t c = 0; c < g.c; ++c) s[c] = Sums{0.0, 0.0};
-    for (int l = 0, c = 0; l < g.w; ++l, c = c + 1 == g.c ? 0 : c + 1) {
-      s[c].g += sg[l];
-      s[c].gx += sgx[l];
-    }
+    for (int j = 1; j < k_sets; ++j)
+      for (int64_t c = 0; c < g.c; ++c) {
+        sg[c] += sg[j * g.c + c];
+        sgx[c] += sgx[j * g.c + c];
+      }
   });
-  for (int64_t c = 0; c < g.c; ++c) {
-    Sums s{0.0, 0.0};
-    for (int64_t b = 0; b < g.row_blocks; ++b) {
-      s.g += bs[b * g.c + c].g;
-      s.gx += bs[b * g.c + c].gx;
+  double *g0 = bs, *x0 = bs + pw;
+  for (int64_t b = 1; b < g.row_blocks; ++b)
+    for (int64_t c = 0; c < g.c; ++c) {
+      g0[c] += bs[2 * pw * b + c];
+      x0[c] += bs[2 * pw * b + pw + c];
     }
-    out[c] = s;
+  for (int64_t c = 0; c < g.c; ++c) out[c] = Sums{g0[c], x0[c]};
+}
+
+// Per-channel coefficients of an elementwise pass as four float arrays (an Affine's
+// fields in order, or a DxCoef's). For channels-last calls they are lane arrays:
+// channel c's at c, repeated over the lane set's rows by spread(), padded with zeros.
+struct Coefs {
+  float* p[4];
+  int64_t c = 0;
+  void set(int64_t i, const Affine& a) const {
+    p[0][i] = a.mean_hi;
+    p[1][i] = a.mean_lo;
+    p[2][i] = a.scale;
+    p[3][i] = a.shift;
   }
+  void set(int64_t i, const DxCoef& a) const {
+    p[0][i] = a.mean;
+    p[1][i] = a.g;
+    p[2][i] = a.xc;
+    p[3][i] = a.c0;
+  }
+  Affine affine(int64_t i) const { return Affine{p[0][i], p[1][i], p[2][i], p[3][i]}; }
+  DxCoef dx(int64_t i) const { return DxCoef{p[0][i], p[1][i], p[2][i], p[3][i]}; }
+};
+
+Coefs coefs_for(Workspace& ws, const Geo& g) {
+  const int64_t width = g.rows ? padded(g.w) : g.c;
+  float* base = grown(ws.lanes, static_cast<size_t>(4 * width));
+  Coefs cf;
+  cf.c = g.c;
+  for (int i = 0; i < 4; ++i) {
+    cf.p[i] = base + i * width;
+    if (g.rows) std::fill(cf.p[i] + g.w, cf.p[i] + width, 0.0f);
+  }
+  return cf;
+}
+
+// Channels-last: channel c's coefficients at every lane of it.
+void spread(const Geo& g, const Coefs& cf) {
+  if (!g.rows) return;
+  for (int i = 0; i < 4; ++i)
+    for (int64_t l = g.c; l < g.w; l += g.c) std::copy(cf.p[i], cf.p[i] + g.c, cf.p[i] + l);
 }
 
 void map_affine(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const void* x, const void* z,
-                void* y, const Affine* coef, bool relu) {
+                void* y, const Coefs& cf, bool relu) {
   const size_t es = elem_size(t);
   if (!g.rows) {
     const int nt = threads_for(ctx, g.n * g.c * g.hw);
     parallel_for(nt, g.c * g.blocks, [&](int64_t i) {
       const int64_t c = i / g.blocks;
-      k.affine(x, z, y, g.segs(c, i % g.blocks), coef[c], relu, g.stream);
+      k.affine(x, z, y, g.segs(c, i % g.blocks), cf.affine(c), relu, g.stream);
     });
     return;
   }
-  const int64_t pw = padded(g.w);
-  float* lanes = lane_arrays(ctx.ws->lanes, 4, g.w);
-  for (int l = 0, c = 0; l < g.w; ++l, c = c + 1 == g.c ? 0 : c + 1) {
-    const Affine& a = coef[c];
-    lanes[l] = a.mean_hi;
-    lanes[pw + l] = a.mean_lo;
-    lanes[2 * pw + l] = a.scale;
-    lanes[3 * pw + l] = a.shift;
-  }
-  const LaneAffine la{lanes, lanes + pw, lanes + 2 * pw, lanes + 3 * pw};
+  spread(g, cf);
+  const LaneAffine la{cf.p[0], cf.p[1], cf.p[2], cf.p[3]};
   const int nt = threads_for(ctx, g.total_rows * g.c);
   parallel_for(nt, g.row_blocks, [&](int64_t b) {
     const int64_t o = g.row0(b) * g.c;
@@ -280,26 +338,18 @@ void map_affine(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, c
 }
 
 void map_dx(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const void* x, const void* mask,
-            const void* dy, void* dx, void* dz, const DxCoef* coef, bool relu) {
+            const void* dy, void* dx, void* dz, const Coefs& cf, bool relu) {
   const size_t es = elem_size(t);
   if (!g.rows) {
     const int nt = threads_for(ctx, g.n * g.c * g.hw);
     parallel_for(nt, g.c * g.blocks, [&](int64_t i) {
       const int64_t c = i / g.blocks;
-      k.dx_map(x, mask, dy, dx, dz, g.segs(c, i % g.blocks), coef[c], relu, g.stream);
+      k.dx_map(x, mask, dy, dx, dz, g.segs(c, i % g.blocks), cf.dx(c), relu, g.stream);
     });
     return;
   }
-  const int64_t pw = padded(g.w);
-  float* lanes = lane_arrays(ctx.ws->lanes, 4, g.w);
-  for (int l = 0, c = 0; l < g.w; ++l, c = c + 1 == g.c ? 0 : c + 1) {
-    const DxCoef& a = coef[c];
-    lanes[l] = a.mean;
-    lanes[pw + l] = a.g;
-    lanes[2 * pw + l] = a.xc;
-    lanes[3 * pw + l] = a.c0;
-  }
-  const LaneDx la{lanes, lanes + pw, lanes + 2 * pw, lanes + 3 * pw};
+  spread(g, cf);
+  const LaneDx la{cf.p[0], cf.p[1], cf.p[2], cf.p[3]};
   const int nt = threads_for(ctx, g.total_rows * g.c);
   parallel_for(nt, g.row_blocks, [&](int64_t b) {
     const int64_t o = g.row0(b) * g.c;
@@ -355,14 +405,14 @@ struct TrainingOut {
   }
   // Every channel: the square roots and divisions first, in a loop the compiler
   // vectorizes (with few values per channel they are most of the work).
-  void finish_all(Workspace& ws, const Welford<double>* st, int64_t channels, Affine* coef) const {
+  void finish_all(Workspace& ws, const Welford<double>* st, int64_t channels, const Coefs& cf) const {
     double* inv = grown(ws.per_channel, 2 * channels);
     double* vu = inv + channels;
     for (int64_t c = 0; c < channels; ++c) {
       inv[c] = invstd_of(st[c]);
       vu[c] = unbiased_of(st[c]);
     }
-    for (int64_t c = 0; c < channels; ++c) coef[c] = finish(c, st[c], inv[c], vu[c]);
+    for (int64_t c = 0; c < channels; ++c) cf.set(c, finish(c, st[c], inv[c], vu[c]));
   }
 };
 
@@ -406,10 +456,10 @@ void forward_training(Context& ctx, const bnorm_tensor_t& d, const void* x, cons
     return;
   }
   Welford<double>* channel = grown(ctx.ws->channel_states, d.c);
-  Affine* coef = grown(ctx.ws->affine, d.c);
   reduce_stats(ctx, k, g, d.dtype, x, channel);
-  out.finish_all(*ctx.ws, channel, d.c, coef);
-  map_affine(ctx, k, g, d.dtype, x, z, y, coef, relu);
+  const Coefs cf = coefs_for(*ctx.ws, g);
+  out.finish_all(*ctx.ws, channel, d.c, cf);
+  map_affine(ctx, k, g, d.dtype, x, z, y, cf, relu);
 }
 
 
@@ -417,12 +467,12 @@ void forward_inference(Context& ctx, const bnorm_tensor_t& d, const void* x, con
                        const float* gamma, const float* beta, const float* running_mean, const float* running_var,
                        float eps, bool relu) {
   const Geo g = geometry(d);
-  Affine* coef = grown(ctx.ws->affine, d.c);
+  const Coefs cf = coefs_for(*ctx.ws, g);
   for (int64_t c = 0; c < d.c; ++c) {
     const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(eps));
-    coef[c] = affine_of(running_mean[c], invstd, gamma, beta, c);
+    cf.set(c, affine_of(running_mean[c], invstd, gamma, beta, c));
   }
-  map_affine(ctx, kernels(d.dtype), g, d.dtype, x, z, y, coef, relu);
+  map_affine(ctx, kernels(d.dtype), g, d.dtype, x, z, y, cf, relu);
 }
 
 void backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* y, const void* dy,
@@ -449,10 +499,10 @@ void backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* 
     return;
   }
   Sums* sums = grown(ctx.ws->channel_sums, d.c);
-  DxCoef* coef = grown(ctx.ws->dx, d.c);
   reduce_sums(ctx, k, g, d.dtype, x, mask, dy, save_mean, sums);
-  for (int64_t c = 0; c < d.c; ++c) coef[c] = coef_of(c, sums[c]);
-  map_dx(ctx, k, g, d.dtype, x, mask, dy, dx, dz, coef, relu);
+  const Coefs cf = coefs_for(*ctx.ws, g);
+  for (int64_t c = 0; c < d.c; ++c) cf.set(c, coef_of(c, sums[c]));
+  map_dx(ctx, k, g, d.dtype, x, mask, dy, dx, dz, cf, relu);
 }
 
 // ---- batch norm with given statistics ----------------------------------------------------------
@@ -462,11 +512,6 @@ void backward_frozen(Context& ctx, const bnorm_tensor_t& d, const void* x, const
                      float* dbeta) {
   const Kernels& k = kernels(d.dtype);
   const Geo g = geometry(d);
-  DxCoef* coef = grown(ctx.ws->dx, d.c);
-  for (int64_t c = 0; c < d.c; ++c) {
-    const double is = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(eps));
-    coef[c] = DxCoef{running_mean[c], static_cast<float>((gamma ? gamma[c] : 1.0) * is), 0.0f, 0.0f};
-  }
   // The parameter gradients are sums over the batch with the running statistics; dx is
   // dy scaled, x unread. Sums first: dx may alias dy.
   if (dgamma || dbeta) {
@@ -478,7 +523,12 @@ void backward_frozen(Context& ctx, const bnorm_tensor_t& d, const void* x, const
       if (dbeta) dbeta[c] = static_cast<float>(sums[c].g);
     }
   }
-  map_dx(ctx, k, g, d.dtype, nullptr, nullptr, dy, dx, nullptr, coef, false);
+  const Coefs cf = coefs_for(*ctx.ws, g);
+  for (int64_t c = 0; c < d.c; ++c) {
+    const double is = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(eps));
+    cf.set(c, DxCoef{running_mean[c], static_cast<float>((gamma ? gamma[c] : 1.0) * is), 0.0f, 0.0f});
+  }
+  map_dx(ctx, k, g, d.dtype, nullptr, nullptr, dy, dx, nullptr, cf, false);
 }
 
 void fold_into_weights(Context& ctx, const bnorm_tensor_t& d, const void* weight, const float* bias,
@@ -509,12 +559,13 @@ void sync_local_stats(Context& ctx, const bnorm_tensor_t& d, const void* x, floa
 void sync_forward(Context& ctx, const bnorm_tensor_t& d, const void* x, void* y, const float* gamma,
                   const float* beta, const float* global_stats, float momentum, float eps, float* running_mean,
                   float* running_var, float* save_mean, float* save_invstd) {
-  Affine* coef = grown(ctx.ws->affine, d.c);
+  const Geo g = geometry(d);
+  const Coefs cf = coefs_for(*ctx.ws, g);
   for (int64_t c = 0; c < d.c; ++c) {
     const double count = global_stats[3 * c], mean = global_stats[3 * c + 1], m2 = global_stats[3 * c + 2];
     const double var = count > 0.0 ? std::max(m2 / count, 0.0) : 0.0;
     const double invstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
-    coef[c] = affine_of(mean, invstd, gamma, beta, c);
+    cf.set(c, affine_of(mean, invstd, gamma, beta, c));
     if (save_mean) save_mean[c] = static_cast<float>(mean);
     if (save_invstd) save_invstd[c] = static_cast<float>(invstd);
     // A batch of fewer than two values over all ranks has no unbiased variance.
@@ -524,7 +575,7 @@ void sync_forward(Context& ctx, const bnorm_tensor_t& d, const void* x, void* y,
       running_var[c] = static_cast<float>((1.0 - mo) * running_var[c] + mo * std::max(m2 / (count - 1.0), 0.0));
     }
   }
-  map_affine(ctx, kernels(d.dtype), geometry(d), d.dtype, x, nullptr, y, coef, false);
+  map_affine(ctx, kernels(d.dtype), g, d.dtype, x, nullptr, y, cf, false);
 }
 
 void sync_backward_sums(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* dy,
@@ -540,13 +591,14 @@ void sync_backward_sums(Context& ctx, const bnorm_tensor_t& d, const void* x, co
 void sync_backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* dy, const float* gamma,
                    const float* save_mean, const float* save_invstd, const float* global_stats,
                    const float* global_sums, void* dx, float* dgamma, float* dbeta) {
-  DxCoef* coef = grown(ctx.ws->dx, d.c);
+  const Geo g = geometry(d);
+  const Coefs cf = coefs_for(*ctx.ws, g);
   for (int64_t c = 0; c < d.c; ++c) {
     const double m = std::max(1.0, static_cast<double>(global_stats[3 * c]));
     const Sums s{global_sums[2 * c], global_sums[2 * c + 1]};
-    coef[c] = dx_coef(save_mean[c], save_invstd[c], gamma ? gamma[c] : 1.0, m, s, dgamma, dbeta, c);
+    cf.set(c, dx_coef(save_mean[c], save_invstd[c], gamma ? gamma[c] : 1.0, m, s, dgamma, dbeta, c));
   }
-  map_dx(ctx, kernels(d.dtype), geometry(d), d.dtype, x, nullptr, dy, dx, nullptr, coef, false);
+  map_dx(ctx, kernels(d.dtype), g, d.dtype, x, nullptr, dy, dx, nullptr, cf, false);
 }
 
 // ---- the per-sample norms ------------------------------------------------------------------------
@@ -633,17 +685,17 @@ void per_sample_forward(Context& ctx, const bnorm_tensor_t& d, int64_t groups, b
   };
   if (d.layout == BNORM_LAYOUT_NCHW || hw == 1) {
     const Geo g = geometry(1, d.n * d.c, hw, false);
-    Affine* a = grown(ctx.ws->affine, d.n * d.c);
+    const Coefs cf = coefs_for(*ctx.ws, g);
     for (int64_t n = 0; n < d.n; ++n)
-      for (int64_t c = 0; c < d.c; ++c) a[n * d.c + c] = coef(n, c);
-    map_affine(ctx, k, g, d.dtype, x, nullptr, y, a, false);
+      for (int64_t c = 0; c < d.c; ++c) cf.set(n * d.c + c, coef(n, c));
+    map_affine(ctx, k, g, d.dtype, x, nullptr, y, cf, false);
     return;
   }
   const Geo g = geometry(1, d.c, hw, true);
-  Affine* a = grown(ctx.ws->affine, d.c);
   for (int64_t n = 0; n < d.n; ++n) {
-    for (int64_t c = 0; c < d.c; ++c) a[c] = coef(n, c);
-    map_affine(ctx, k, g, d.dtype, at(x, n * per_sample, es), nullptr, at(y, n * per_sample, es), a, false);
+    const Coefs cf = coefs_for(*ctx.ws, g);
+    for (int64_t c = 0; c < d.c; ++c) cf.set(c, coef(n, c));
+    map_affine(ctx, k, g, d.dtype, at(x, n * per_sample, es), nullptr, at(y, n * per_sample, es), cf, false);
   }
 }
 
@@ -731,12 +783,18 @@ void per_sample_backward(Context& ctx, const bnorm_tensor_t& d, int64_t groups, 
                                    static_cast<float>(-is * is * sum_gx / len), static_cast<float>(-is * sum_g / len)};
     }
   if (planes) {
-    map_dx(ctx, k, geometry(1, nc, hw, false), d.dtype, x, nullptr, dy, dx, nullptr, coef, false);
+    const Geo g = geometry(1, nc, hw, false);
+    const Coefs cf = coefs_for(*ctx.ws, g);
+    for (int64_t i = 0; i < nc; ++i) cf.set(i, coef[i]);
+    map_dx(ctx, k, g, d.dtype, x, nullptr, dy, dx, nullptr, cf, false);
   } else {
     const Geo g = geometry(1, d.c, hw, true);
-    for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t n = 0; n < d.n; ++n) {
+      const Coefs cf = coefs_for(*ctx.ws, g);
+      for (int64_t c = 0; c < d.c; ++c) cf.set(c, coef[n * d.c + c]);
       map_dx(ctx, k, g, d.dtype, at(x, n * per_sample, es), nullptr, at(dy, n * per_sample, es),
-             at(dx, n * per_sample, es), nullptr, coef + n * d.c, false);
+             at(dx, n * per_sample, es), nullptr, cf, false);
+    }
   }
 }
 

@@ -26,11 +26,11 @@ struct Workspace {
   std::vector<Welford<double>> channel_states;
   std::vector<Sums> channel_sums;
   std::vector<double> per_channel;
-  std::vector<Affine> affine;
   std::vector<DxCoef> dx;
-  std::vector<float> lanes;   // per-lane coefficient arrays
+  std::vector<float> lanes;    // coefficient arrays, per channel or per lane
   std::vector<float> scratch;  // per-thread lane accumulators
   std::vector<double> wide;    // per-thread float64 lane results, per-value gradients
+  std::vector<double> wide_states;  // channels-last blocks' states and sums, as arrays
   std::vector<float> values;   // per-sample statistics, permuted per-value parameters
 };
 

@@ -57,7 +57,8 @@ struct Kernels {
   // a flat run of nvals values, value i in lane i % w. Lane arrays (coefficients, mean,
   // scratch) hold w rounded up to kLanes floats each, the padding initialized; scratch
   // holds three such arrays. Lane statistics go to mean[l] and m2[l] for the lanes that
-  // got values; sums add to sg and sgx (x may be null: no sgx).
+  // got values; sums add to sg and sgx (x may be null: no sgx). mean, m2, sg and sgx
+  // are lane arrays too (padded; lane_stats writes its padding, with 0).
   void (*lane_stats)(const void* x, int64_t nvals, int w, float* scratch, double* mean, double* m2);
   void (*lane_grad_sums)(const void* x, const void* mask, const void* dy, int64_t nvals, int w,
                          const float* mean, float* scratch, double* sg, double* sgx);

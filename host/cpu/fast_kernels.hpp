@@ -446,18 +446,25 @@ __attribute__((flatten)) void lane_stats(const void* xv, int64_t nvals, int w, f
   float* acc = scratch + pw;
   float* mk = scratch + 2 * pw;
   const int first = static_cast<int>(nvals < w ? nvals : w);
-  for (int l = 0; l < pw; ++l) k0[l] = l < first ? load_one(x + l) : 0.0f;
-  for (int l = 0; l < pw; ++l) acc[l] = 0.0f;
+  {
+    const Blk zb = zero();
+    for (int l = 0; l < pw; l += kLanes) {
+      put(k0 + l, l + kLanes <= first ? load(x + l, kLanes) : load(x + l, first > l ? first - l : 0));
+      put(acc + l, zb);
+    }
+  }
   // Lanes of a partial block (past n) add zero.
   for_each_lane_block(nvals, w, [&](int64_t o, int l, int n) {
     const Blk d = load(x + o, n) - at(k0 + l);
     put(acc + l, at(acc + l) + (n == kLanes ? d : sel(lanes_below(n), d, zero())));
   });
+  // Lanes without values (past first) get count 0 from the caller; their shift, mean
+  // and m2 are 0 here.
   const int64_t full = nvals / w, part = nvals % w;
   for (int l = 0; l < pw; ++l) {
     const double cnt = static_cast<double>(full + (l < part ? 1 : 0));
     const double sh = l < first ? acc[l] / cnt : 0.0;
-    if (l < first) mean[l] = sh;  // the shift, for now
+    mean[l] = sh;  // the shift, for now
     mk[l] = static_cast<float>(sh);
     acc[l] = 0.0f;
   }
@@ -466,7 +473,7 @@ __attribute__((flatten)) void lane_stats(const void* xv, int64_t nvals, int w, f
     if (n < kLanes) d = sel(lanes_below(n), d, zero());
     put(acc + l, at(acc + l) + d * d);
   });
-  for (int l = 0; l < first; ++l) {
+  for (int l = 0; l < pw; ++l) {
     const double cnt = static_cast<double>(full + (l < part ? 1 : 0));
     const double e = mean[l] - static_cast<double>(mk[l]);
     m2[l] = static_cast<double>(acc[l]) - cnt * e * e;
