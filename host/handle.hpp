@@ -33,7 +33,7 @@ struct bnorm_handle {
 
   std::array<std::string, bnorm::kOpCount> forced;  // per bnorm_op_t, "" when not forced
 
-  // CPU only: the fast path's threads (0: OpenMP's default) and scratch.
+  // CPU only: the fast path's threads (0: the default) and scratch.
   int cpu_threads = 0;
   bnorm::cpu::fast::Workspace cpu_workspace;
 };

@@ -96,7 +96,7 @@ TEST(Api, HandleAccessors) {
   EXPECT_GE(threads, 1);
   EXPECT_EQ(bnorm_set_cpu_threads(h.h, 3), BNORM_STATUS_SUCCESS);
   ASSERT_EQ(bnorm_get_cpu_threads(h.h, &threads), BNORM_STATUS_SUCCESS);
-  EXPECT_EQ(threads, 3);  // the builds have OpenMP (tools/deps.sh)
+  EXPECT_EQ(threads, 3);
   EXPECT_EQ(bnorm_set_cpu_threads(h.h, -1), BNORM_STATUS_INVALID_VALUE);
   EXPECT_EQ(bnorm_set_cpu_threads(nullptr, 1), BNORM_STATUS_INVALID_VALUE);
   EXPECT_EQ(bnorm_get_cpu_threads(h.h, nullptr), BNORM_STATUS_INVALID_VALUE);

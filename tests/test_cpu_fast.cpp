@@ -14,9 +14,13 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <thread>
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "bnorm/bnorm.h"
 #include "host_helpers.hpp"
@@ -421,6 +425,41 @@ TEST(CpuFastDeterminism, SameBitsForAnyThreadCount) {
       EXPECT_TRUE(round_trip(h.h, s) == one) << t << " threads";
     }
   }
+}
+
+// Handles on several threads at once share the one pool (a job that finds it busy runs
+// on its caller alone): every call still gives the single-thread bits; and a child of
+// fork(), which has none of the parent's pool threads, runs on a pool of its own.
+TEST(CpuFastThreads, ConcurrentCallersAndForkGiveTheSameBits) {
+  const Shape s{64, 10, 9, 9, BNORM_LAYOUT_NCHW};
+  Handle one("cpu_fast");
+  ASSERT_EQ(bnorm_set_cpu_threads(one.h, 1), BNORM_STATUS_SUCCESS);
+  const auto want = round_trip(one.h, s);
+  std::vector<std::thread> callers;
+  std::vector<int> same(4, 0);
+  for (int t = 0; t < 4; ++t)
+    callers.emplace_back([&, t] {
+      bnorm_handle_t h = nullptr;
+      if (bnorm_create(&h, BNORM_BACKEND_CPU, 0) != BNORM_STATUS_SUCCESS) return;
+      bnorm_set_cpu_threads(h, 2);
+      int ok = 1;
+      for (int i = 0; i < 20; ++i) ok &= round_trip(h, s) == want;
+      same[t] = ok;
+      bnorm_destroy(h);
+    });
+  for (auto& c : callers) c.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(same[t], 1) << "caller " << t;
+
+  Handle two("cpu_fast");
+  ASSERT_EQ(bnorm_set_cpu_threads(two.h, 2), BNORM_STATUS_SUCCESS);
+  ASSERT_TRUE(round_trip(two.h, s) == want);  // the parent's pool has its workers now
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(round_trip(two.h, s) == want ? 0 : 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child did not finish";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child's results differ";
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
       libopenblas-dev zlib1g-dev dataset-fashion-mnist python3 python3-matplotlib python3-numpy
-      libdlpack-dev openmpi-bin libopenmpi-dev libomp-dev)
+      libdlpack-dev openmpi-bin libopenmpi-dev)
 # Wanted, not required: the test against_pytorch skips without it.
 optional=(python3-torch)
 missing=()

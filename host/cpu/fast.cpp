@@ -19,9 +19,7 @@
 #include <cmath>
 #include <numeric>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
+#include "thread_pool.hpp"
 
 
 namespace bnorm::cpu::fast {
@@ -39,30 +37,25 @@ constexpr int64_t kRowsPerLaneChunk = 128;
 // The widest lane set that still groups rows: its arrays stay in L1 (4 of 16 KiB).
 constexpr int64_t kMaxLaneWidth = 4096;
 
-int thread_id() {
-#if defined(_OPENMP)
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
+int thread_id() { return current_thread(); }
 
 int threads_for(const Context& ctx, int64_t values) {
   const int64_t by_work = std::max<int64_t>(1, values / kPerThread);
   return static_cast<int>(std::min<int64_t>(max_threads(ctx), by_work));
 }
 
-// f(i) for i in [0, n), on nt threads, tasks handed out one at a time. f must not throw.
+// f(i) for i in [0, n) on nt threads, each a contiguous range of i: the same range
+// from call to call, so a thread finds its channels in its own cache. f must not throw.
 template <class F>
 void parallel_for(int nt, int64_t n, F&& f) {
-#if defined(_OPENMP)
-  if (nt > 1 && n > 1) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+  const int t = static_cast<int>(std::min<int64_t>(nt, n));
+  if (t <= 1) {
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }
-#endif
-  for (int64_t i = 0; i < n; ++i) f(i);
+  run_on_threads(t, [&](int k) {
+    for (int64_t i = n * k / t; i < n * (k + 1) / t; ++i) f(i);
+  });
 }
 
 template <class V>
@@ -161,9 +154,23 @@ inline void merge_into(double& na, double& ma, double& qa, double nb, double mb,
   na = n;
 }
 
+// Per-channel Welford states as three arrays (loops over channels vectorize).
+struct States {
+  double *n, *mean, *m2;
+  Welford<double> at(int64_t c) const { return Welford<double>{n[c], mean[c], m2[c]}; }
+  void set(int64_t c, const Welford<double>& s) const {
+    n[c] = s.count;
+    mean[c] = s.mean;
+    m2[c] = s.m2;
+  }
+};
+States states_in(std::vector<double>& v, int64_t count, int64_t first = 0) {
+  double* p = grown(v, static_cast<size_t>(3 * (first + count)));
+  return States{p + 3 * first, p + 3 * first + count, p + 3 * first + 2 * count};
+}
+
 // Per-channel Welford states of x.
-void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const void* x,
-                  Welford<double>* out) {
+void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const void* x, const States& out) {
   Workspace& ws = *ctx.ws;
   const size_t es = elem_size(t);
   if (!g.rows) {
@@ -173,7 +180,7 @@ void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t,
     for (int64_t c = 0; c < g.c; ++c) {
       Welford<double> s = welford_empty<double>();
       for (int64_t b = 0; b < g.blocks; ++b) s = welford_merge(s, st[c * g.blocks + b]);
-      out[c] = s;
+      out.set(c, s);
     }
     return;
   }
@@ -215,7 +222,9 @@ void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t,
     const double *bn = st + 3 * g.c * b, *bm = bn + g.c, *bq = bm + g.c;
     for (int64_t c = 0; c < g.c; ++c) merge_into(n0[c], m0[c], q0[c], bn[c], bm[c], bq[c]);
   }
-  for (int64_t c = 0; c < g.c; ++c) out[c] = Welford<double>{n0[c], m0[c], q0[c]};
+  std::copy(n0, n0 + g.c, out.n);
+  std::copy(m0, m0 + g.c, out.mean);
+  std::copy(q0, q0 + g.c, out.m2);
 }
 
 // Per-channel sums of g and g * (x - mean[c]), g = dy masked by y > 0 when mask is given.
@@ -375,68 +384,21 @@ Affine affine_of(double mean, double invstd, const float* gamma, const float* be
                 beta ? beta[c] : 0.0f};
 }
 
-// Forward training's statistics of channel c: saved, blended into the running ones (as
-// reference.cpp), and the output's coefficients.
-struct TrainingOut {
-  const float *gamma, *beta;
-  float momentum, eps;
-  float *running_mean, *running_var, *save_mean, *save_invstd;
+TrainingFinish training_finish(const Coefs& cf, const States& st, const float* gamma, const float* beta,
+                               float momentum, float eps, float* running_mean, float* running_var, float* save_mean,
+                               float* save_invstd) {
+  return TrainingFinish{st.n,        st.mean, st.m2,   gamma,   beta,   momentum, eps,
+                        running_mean, running_var, save_mean, save_invstd, cf.p[0], cf.p[1], cf.p[2], cf.p[3]};
+}
 
-  // invstd and the unbiased variance of a state (sqrt and division are correctly
-  // rounded, so the vector loop of finish_all gives the same bits).
-  double invstd_of(const Welford<double>& s) const {
-    const double v = s.m2 / s.count;
-    return 1.0 / std::sqrt((v < 0.0 ? 0.0 : v) + static_cast<double>(eps));
-  }
-  static double unbiased_of(const Welford<double>& s) {
-    const double vu = s.m2 / (s.count - 1.0);
-    return vu < 0.0 ? 0.0 : vu;
-  }
-  Affine finish(int64_t c, const Welford<double>& s) const { return finish(c, s, invstd_of(s), unbiased_of(s)); }
-  Affine finish(int64_t c, const Welford<double>& s, double invstd, double vu) const {
-    if (save_mean) save_mean[c] = static_cast<float>(s.mean);
-    if (save_invstd) save_invstd[c] = static_cast<float>(invstd);
-    if (running_mean) {
-      const double mo = momentum;
-      running_mean[c] = static_cast<float>((1.0 - mo) * running_mean[c] + mo * s.mean);
-      running_var[c] = static_cast<float>((1.0 - mo) * running_var[c] + mo * vu);
-    }
-    return affine_of(s.mean, invstd, gamma, beta, c);
-  }
-  // Every channel: the square roots and divisions first, in a loop the compiler
-  // vectorizes (with few values per channel they are most of the work).
-  void finish_all(Workspace& ws, const Welford<double>* st, int64_t channels, const Coefs& cf) const {
-    double* inv = grown(ws.per_channel, 2 * channels);
-    double* vu = inv + channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      inv[c] = invstd_of(st[c]);
-      vu[c] = unbiased_of(st[c]);
-    }
-    for (int64_t c = 0; c < channels; ++c) cf.set(c, finish(c, st[c], inv[c], vu[c]));
-  }
-};
-
-// Backward's coefficients of channel c from its sums over m values.
-DxCoef dx_coef(double mean, double invstd, double g, double m, const Sums& s, float* dgamma, float* dbeta,
-               int64_t c) {
-  const double db = s.g, dg = s.gx * invstd;
-  const double k = g * invstd / m;
-  if (dgamma) dgamma[c] = static_cast<float>(dg);
-  if (dbeta) dbeta[c] = static_cast<float>(db);
-  return DxCoef{static_cast<float>(mean), static_cast<float>(k * m), static_cast<float>(-k * dg * invstd),
-                static_cast<float>(-k * db)};
+BackwardFinish backward_finish(const Coefs& cf, const Sums* sums, const float* save_mean, const float* save_invstd,
+                               const float* gamma, double m, float* dgamma, float* dbeta) {
+  return BackwardFinish{sums, save_mean, save_invstd, gamma, m, dgamma, dbeta, cf.p[0], cf.p[1], cf.p[2], cf.p[3]};
 }
 
 }  // namespace
 
-int max_threads(const Context& ctx) {
-#if defined(_OPENMP)
-  return ctx.threads > 0 ? ctx.threads : omp_get_max_threads();
-#else
-  (void)ctx;
-  return 1;
-#endif
-}
+int max_threads(const Context& ctx) { return ctx.threads > 0 ? ctx.threads : default_threads(); }
 
 // ---- batch norm ------------------------------------------------------------------------------
 
@@ -445,20 +407,22 @@ void forward_training(Context& ctx, const bnorm_tensor_t& d, const void* x, cons
                       float* running_var, float* save_mean, float* save_invstd, bool relu) {
   const Kernels& k = kernels(d.dtype);
   const Geo g = geometry(d);
-  const TrainingOut out{gamma, beta, momentum, eps, running_mean, running_var, save_mean, save_invstd};
+  const States channel = states_in(ctx.ws->channel_states, d.c);
+  const Coefs cf = coefs_for(*ctx.ws, g);
+  const TrainingFinish f = training_finish(cf, channel, gamma, beta, momentum, eps, running_mean, running_var,
+                                           save_mean, save_invstd);
   if (channel_tasks(ctx, g)) {
     parallel_for(threads_for(ctx, g.n * g.c * g.hw), g.c, [&](int64_t c) {
       Welford<double> s = welford_empty<double>();
       for (int64_t b = 0; b < g.blocks; ++b) s = welford_merge(s, k.stats(x, g.segs(c, b)));
-      const Affine a = out.finish(c, s);
-      for (int64_t b = 0; b < g.blocks; ++b) k.affine(x, z, y, g.segs(c, b), a, relu, g.stream);
+      channel.set(c, s);
+      finish_training_channel(f, c);
+      for (int64_t b = 0; b < g.blocks; ++b) k.affine(x, z, y, g.segs(c, b), cf.affine(c), relu, g.stream);
     });
     return;
   }
-  Welford<double>* channel = grown(ctx.ws->channel_states, d.c);
   reduce_stats(ctx, k, g, d.dtype, x, channel);
-  const Coefs cf = coefs_for(*ctx.ws, g);
-  out.finish_all(*ctx.ws, channel, d.c, cf);
+  k.finish_training(f, 0, d.c);
   map_affine(ctx, k, g, d.dtype, x, z, y, cf, relu);
 }
 
@@ -482,9 +446,9 @@ void backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* 
   const Geo g = geometry(d);
   const double m = static_cast<double>(d.n * d.h * d.w);
   const void* mask = relu ? y : nullptr;
-  auto coef_of = [&](int64_t c, const Sums& s) {
-    return dx_coef(save_mean[c], save_invstd[c], gamma ? gamma[c] : 1.0, m, s, dgamma, dbeta, c);
-  };
+  Sums* sums = grown(ctx.ws->channel_sums, d.c);
+  const Coefs cf = coefs_for(*ctx.ws, g);
+  const BackwardFinish f = backward_finish(cf, sums, save_mean, save_invstd, gamma, m, dgamma, dbeta);
   if (channel_tasks(ctx, g)) {
     parallel_for(threads_for(ctx, g.n * g.c * g.hw), g.c, [&](int64_t c) {
       Sums s{0.0, 0.0};
@@ -493,15 +457,14 @@ void backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* 
         s.g += p.g;
         s.gx += p.gx;
       }
-      const DxCoef a = coef_of(c, s);
-      for (int64_t b = 0; b < g.blocks; ++b) k.dx_map(x, mask, dy, dx, dz, g.segs(c, b), a, relu, g.stream);
+      sums[c] = s;
+      finish_backward_channel(f, c);
+      for (int64_t b = 0; b < g.blocks; ++b) k.dx_map(x, mask, dy, dx, dz, g.segs(c, b), cf.dx(c), relu, g.stream);
     });
     return;
   }
-  Sums* sums = grown(ctx.ws->channel_sums, d.c);
   reduce_sums(ctx, k, g, d.dtype, x, mask, dy, save_mean, sums);
-  const Coefs cf = coefs_for(*ctx.ws, g);
-  for (int64_t c = 0; c < d.c; ++c) cf.set(c, coef_of(c, sums[c]));
+  k.finish_backward(f, 0, d.c);
   map_dx(ctx, k, g, d.dtype, x, mask, dy, dx, dz, cf, relu);
 }
 
@@ -547,12 +510,12 @@ void fold_into_weights(Context& ctx, const bnorm_tensor_t& d, const void* weight
 }
 
 void sync_local_stats(Context& ctx, const bnorm_tensor_t& d, const void* x, float* local_stats) {
-  Welford<double>* st = grown(ctx.ws->channel_states, d.c);
+  const States st = states_in(ctx.ws->channel_states, d.c);
   reduce_stats(ctx, kernels(d.dtype), geometry(d), d.dtype, x, st);
   for (int64_t c = 0; c < d.c; ++c) {
-    local_stats[3 * c] = static_cast<float>(st[c].count);
-    local_stats[3 * c + 1] = static_cast<float>(st[c].mean);
-    local_stats[3 * c + 2] = static_cast<float>(st[c].m2);
+    local_stats[3 * c] = static_cast<float>(st.n[c]);
+    local_stats[3 * c + 1] = static_cast<float>(st.mean[c]);
+    local_stats[3 * c + 2] = static_cast<float>(st.m2[c]);
   }
 }
 
@@ -593,10 +556,12 @@ void sync_backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const v
                    const float* global_sums, void* dx, float* dgamma, float* dbeta) {
   const Geo g = geometry(d);
   const Coefs cf = coefs_for(*ctx.ws, g);
+  Sums* sums = grown(ctx.ws->channel_sums, d.c);
+  BackwardFinish f = backward_finish(cf, sums, save_mean, save_invstd, gamma, 1.0, dgamma, dbeta);
   for (int64_t c = 0; c < d.c; ++c) {
-    const double m = std::max(1.0, static_cast<double>(global_stats[3 * c]));
-    const Sums s{global_sums[2 * c], global_sums[2 * c + 1]};
-    cf.set(c, dx_coef(save_mean[c], save_invstd[c], gamma ? gamma[c] : 1.0, m, s, dgamma, dbeta, c));
+    sums[c] = Sums{global_sums[2 * c], global_sums[2 * c + 1]};
+    f.m = std::max(1.0, static_cast<double>(global_stats[3 * c]));  // the whole batch's count
+    finish_backward_channel(f, c);
   }
   map_dx(ctx, kernels(d.dtype), g, d.dtype, x, nullptr, dy, dx, nullptr, cf, false);
 }
@@ -615,24 +580,25 @@ bool groups_contiguous(const bnorm_tensor_t& d, int64_t groups) {
 }
 
 // Welford states of every (n, g), n-major, into ws.channel_states.
-Welford<double>* group_states(Context& ctx, const Kernels& k, const bnorm_tensor_t& d, int64_t groups,
+States group_states(Context& ctx, const Kernels& k, const bnorm_tensor_t& d, int64_t groups,
                               const void* x) {
   const int64_t hw = d.h * d.w, cpg = d.c / groups;
   const size_t es = elem_size(d.dtype);
   if (groups_contiguous(d, groups)) {
-    Welford<double>* st = grown(ctx.ws->channel_states, d.n * groups);
+    const States st = states_in(ctx.ws->channel_states, d.n * groups);
     reduce_stats(ctx, k, geometry(1, d.n * groups, cpg * hw, false), d.dtype, x, st);
     return st;
   }
-  Welford<double>* st = grown(ctx.ws->channel_states, d.n * groups + d.c);
-  Welford<double>* per_channel = st + d.n * groups;
+  grown(ctx.ws->channel_states, static_cast<size_t>(3 * (d.n * groups + d.c)));
+  const States st = states_in(ctx.ws->channel_states, d.n * groups);
+  const States per_channel = states_in(ctx.ws->channel_states, d.c, d.n * groups);
   const Geo g = geometry(1, d.c, hw, true);
   for (int64_t n = 0; n < d.n; ++n) {
     reduce_stats(ctx, k, g, d.dtype, at(x, n * hw * d.c, es), per_channel);
     for (int64_t gi = 0; gi < groups; ++gi) {
       Welford<double> s = welford_empty<double>();
-      for (int64_t c = gi * cpg; c < (gi + 1) * cpg; ++c) s = welford_merge(s, per_channel[c]);
-      st[n * groups + gi] = s;
+      for (int64_t c = gi * cpg; c < (gi + 1) * cpg; ++c) s = welford_merge(s, per_channel.at(c));
+      st.set(n * groups + gi, s);
     }
   }
   return st;
@@ -656,12 +622,12 @@ void per_sample_forward(Context& ctx, const bnorm_tensor_t& d, int64_t groups, b
   const Kernels& k = kernels(d.dtype);
   const int64_t hw = d.h * d.w, cpg = d.c / groups, ng = d.n * groups, per_sample = d.c * hw;
   const size_t es = elem_size(d.dtype);
-  Welford<double>* st = group_states(ctx, k, d, groups, x);
+  const States st = group_states(ctx, k, d, groups, x);
   // mean_hi, mean_lo, invstd per (n, g); then the per-value parameters in memory order.
   float* v = grown(ctx.ws->values, 3 * ng + (per_value ? 2 * per_sample : 0));
   for (int64_t j = 0; j < ng; ++j) {
-    const double mean = st[j].mean;
-    const double invstd = 1.0 / std::sqrt(std::max(st[j].m2 / st[j].count, 0.0) + static_cast<double>(eps));
+    const double mean = st.mean[j];
+    const double invstd = 1.0 / std::sqrt(std::max(st.m2[j] / st.n[j], 0.0) + static_cast<double>(eps));
     v[j] = static_cast<float>(mean);
     v[ng + j] = static_cast<float>(mean - static_cast<double>(v[j]));
     v[2 * ng + j] = static_cast<float>(invstd);

@@ -1,6 +1,6 @@
 // The CPU backend's fast path, variant cpu_fast (the default): every operation of
 // reference.hpp with float32 arithmetic in vectorized loops (fast_kernels.hpp), float64
-// where partial results meet, on OpenMP threads.
+// where partial results meet, on the threads of thread_pool.hpp.
 //
 // Work is cut by the shape alone: a channel into blocks of samples (or of rows, channels
 // last) and those into chunks, merged in a fixed order. Threads only decide who computes
@@ -23,9 +23,8 @@ namespace bnorm::cpu::fast {
 struct Workspace {
   std::vector<Welford<double>> states;  // per block
   std::vector<Sums> sums;               // per block
-  std::vector<Welford<double>> channel_states;
+  std::vector<double> channel_states;  // count, mean and M2 arrays
   std::vector<Sums> channel_sums;
-  std::vector<double> per_channel;
   std::vector<DxCoef> dx;
   std::vector<float> lanes;    // coefficient arrays, per channel or per lane
   std::vector<float> scratch;  // per-thread lane accumulators
@@ -35,11 +34,11 @@ struct Workspace {
 };
 
 struct Context {
-  int threads = 0;  // 0: OpenMP's default (OMP_NUM_THREADS, else every core)
+  int threads = 0;  // 0: default_threads() (BNORM_CPU_THREADS, else every core we may use)
   Workspace* ws = nullptr;
 };
 
-// The threads a call may use: threads, or OpenMP's default; 1 without OpenMP.
+// The threads a call may use.
 int max_threads(const Context& ctx);
 
 void forward_training(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* z, void* y,

@@ -4,7 +4,9 @@
 // compute the same bits (fast_kernels.hpp says why), so the choice changes speed only.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "bnorm/bnorm.h"
 #include "kernels/welford.cuh"
@@ -46,6 +48,87 @@ struct LaneDx {
   const float *mean, *g, *xc, *c0;
 };
 
+// Forward training's per-channel results from a channel's state: the saved statistics,
+// the running ones blended (PyTorch's momentum, unbiased variance), and the output's
+// coefficients (mean as hi + lo, scale = invstd * gamma, shift = beta). One definition
+// for the scalar call of a channel task and the loop over all channels (finish_training,
+// vectorized): sqrt and division are correctly rounded and nothing is contracted, so
+// both give the same bits.
+struct TrainingFinish {
+  const double *n, *mean, *m2;  // the channels' states, as arrays
+  const float *gamma, *beta;
+  double momentum, eps;
+  float *running_mean, *running_var, *save_mean, *save_invstd;
+  float *hi, *lo, *scale, *shift;
+};
+// Calls f(std::bool_constant<b>...) for the runtime flags b: a loop over channels gets
+// one version per combination of its optional arrays, without branches inside.
+template <class F>
+inline void bool_dispatch(F&& f) {
+  f();
+}
+template <class F, class... Rest>
+inline void bool_dispatch(F&& f, bool b, Rest... rest) {
+  if (b)
+    bool_dispatch([&](auto... t) { f(std::true_type{}, t...); }, rest...);
+  else
+    bool_dispatch([&](auto... t) { f(std::false_type{}, t...); }, rest...);
+}
+
+template <bool SaveMean, bool SaveInvstd, bool Running, bool Gamma, bool Beta>
+inline void finish_training_channel(const TrainingFinish& f, int64_t c) {
+  const double n = f.n[c], mean = f.mean[c], m2 = f.m2[c];
+  const double v = m2 / n;
+  const double invstd = 1.0 / std::sqrt((v < 0.0 ? 0.0 : v) + f.eps);
+  const double vu0 = m2 / (n - 1.0);
+  const double vu = vu0 < 0.0 ? 0.0 : vu0;
+  if constexpr (SaveMean) f.save_mean[c] = static_cast<float>(mean);
+  if constexpr (SaveInvstd) f.save_invstd[c] = static_cast<float>(invstd);
+  if constexpr (Running) {
+    f.running_mean[c] = static_cast<float>((1.0 - f.momentum) * f.running_mean[c] + f.momentum * mean);
+    f.running_var[c] = static_cast<float>((1.0 - f.momentum) * f.running_var[c] + f.momentum * vu);
+  }
+  const float hi = static_cast<float>(mean);
+  f.hi[c] = hi;
+  f.lo[c] = static_cast<float>(mean - static_cast<double>(hi));
+  f.scale[c] = static_cast<float>(invstd * (Gamma ? static_cast<double>(f.gamma[c]) : 1.0));
+  f.shift[c] = Beta ? f.beta[c] : 0.0f;
+}
+template <class F>
+inline void with_training_flags(const TrainingFinish& f, F&& body) {
+  bool_dispatch(body, f.save_mean != nullptr, f.save_invstd != nullptr, f.running_mean != nullptr, f.gamma != nullptr,
+                f.beta != nullptr);
+}
+inline void finish_training_channel(const TrainingFinish& f, int64_t c) {
+  with_training_flags(f, [&](auto sm, auto si, auto rs, auto g, auto b) {
+    finish_training_channel<decltype(sm)::value, decltype(si)::value, decltype(rs)::value, decltype(g)::value,
+                            decltype(b)::value>(f, c);
+  });
+}
+
+// Backward's per-channel results from a channel's sums over m values: dgamma, dbeta and
+// dx = g * grad + (xc * (x - mean) + c0), with k = gamma * invstd / m:
+// g = k * m, xc = -k * dgamma * invstd, c0 = -k * dbeta. As above, one definition for
+// both uses.
+struct BackwardFinish {
+  const Sums* sums;
+  const float *save_mean, *save_invstd, *gamma;
+  double m;
+  float *dgamma, *dbeta;
+  float *mean, *g, *xc, *c0;
+};
+inline void finish_backward_channel(const BackwardFinish& f, int64_t c) {
+  const double invstd = f.save_invstd[c];
+  const double db = f.sums[c].g, dg = f.sums[c].gx * invstd;
+  const double k = (f.gamma ? static_cast<double>(f.gamma[c]) : 1.0) * invstd / f.m;
+  if (f.dgamma) f.dgamma[c] = static_cast<float>(dg);
+  if (f.dbeta) f.dbeta[c] = static_cast<float>(db);
+  f.mean[c] = f.save_mean[c];
+  f.g[c] = static_cast<float>(k * f.m);
+  f.xc[c] = static_cast<float>(-k * dg * invstd);
+  f.c0[c] = static_cast<float>(-k * db);
+}
+
 struct Kernels {
   // runs of one channel
   Welford<double> (*stats)(const void* x, const Segs& s);
@@ -75,6 +158,9 @@ struct Kernels {
   void (*column_grads)(const void* x, const void* dy, int64_t rows, int64_t len, int64_t f0, int64_t f1,
                        const float* mean, const float* invstd, double* dgamma, double* dbeta);
   void (*scale_run)(const void* w, void* out, int64_t len, float scale);
+  // the per-channel results of channels [c0, c1), in a loop that vectorizes
+  void (*finish_training)(const TrainingFinish& f, int64_t c0, int64_t c1);
+  void (*finish_backward)(const BackwardFinish& f, int64_t c0, int64_t c1);
 };
 
 namespace avx512 {

@@ -386,12 +386,17 @@ __attribute__((flatten)) void affine(const void* xv, const void* zv, void* yv, c
   const T* z = static_cast<const T*>(zv);
   T* y = static_cast<T*>(yv);
   stream = stream && std::is_same_v<T, float>;
-  for_each_block(s, stream ? y : nullptr, [&](int64_t o, int n, bool nt) {
-    Blk v = ((load(x + o, n) - a.mean_hi) - a.mean_lo) * a.scale + a.shift;
-    if (z) v += load(z + o, n);
-    if (relu) v = relu_of(v);
-    store_out(y + o, v, n, nt);
-  });
+  // One loop per combination of the options: no branch on them per block.
+  bool_dispatch(
+      [&](auto add, auto act) {
+        for_each_block(s, stream ? y : nullptr, [&](int64_t o, int n, bool nt) {
+          Blk v = ((load(x + o, n) - a.mean_hi) - a.mean_lo) * a.scale + a.shift;
+          if constexpr (decltype(add)::value) v += load(z + o, n);
+          if constexpr (decltype(act)::value) v = relu_of(v);
+          store_out(y + o, v, n, nt);
+        });
+      },
+      z != nullptr, relu);
   if (stream) stream_fence();
 }
 
@@ -408,14 +413,23 @@ __attribute__((flatten)) void dx_map(const void* xv, const void* maskv, const vo
   // dz streams with dx only where the two share their alignment.
   stream = stream && std::is_same_v<T, float>;
   const bool dz_stream = stream && dz && (reinterpret_cast<uintptr_t>(dz) - reinterpret_cast<uintptr_t>(dx)) % 64 == 0;
-  for_each_block(s, stream ? dx : nullptr, [&](int64_t o, int n, bool nt) {
-    Blk g = load(dy + o, n);
-    if (relu) g = masked(g, load(y + o, n));
-    const Blk out = x ? g * a.g + ((load(x + o, n) - a.mean) * a.xc + a.c0) : g * a.g + a.c0;
-    // dz may alias dy: everything of the block was read above.
-    if (dz) store_out(dz + o, g, n, nt && dz_stream);
-    store_out(dx + o, out, n, nt);
-  });
+  bool_dispatch(
+      [&](auto act, auto with_x, auto with_dz) {
+        for_each_block(s, stream ? dx : nullptr, [&](int64_t o, int n, bool nt) {
+          Blk g = load(dy + o, n);
+          if constexpr (decltype(act)::value) g = masked(g, load(y + o, n));
+          Blk out;
+          if constexpr (decltype(with_x)::value) {
+            out = g * a.g + ((load(x + o, n) - a.mean) * a.xc + a.c0);
+          } else {
+            out = g * a.g + a.c0;
+          }
+          // dz may alias dy: everything of the block was read above.
+          if constexpr (decltype(with_dz)::value) store_out(dz + o, g, n, nt && dz_stream);
+          store_out(dx + o, out, n, nt);
+        });
+      },
+      relu, x != nullptr, dz != nullptr);
   if (stream) stream_fence();
 }
 
@@ -623,12 +637,29 @@ __attribute__((flatten)) void scale_run(const void* wv, void* ov, int64_t len, f
   for_blocks(len, [&](int64_t i, int n) { store(o + i, load(w + i, n) * scale, n); });
 }
 
+// The arrays of a finish never overlap (the API checks): ivdep lets the loops vectorize,
+// and the local copy of f keeps its pointers in registers across the stores.
+void finish_training(const TrainingFinish& f, int64_t c0, int64_t c1) {
+  with_training_flags(f, [&](auto sm, auto si, auto rs, auto g, auto b) {
+    const TrainingFinish lf = f;
+#pragma GCC ivdep
+    for (int64_t c = c0; c < c1; ++c)
+      finish_training_channel<decltype(sm)::value, decltype(si)::value, decltype(rs)::value, decltype(g)::value,
+                              decltype(b)::value>(lf, c);
+  });
+}
+void finish_backward(const BackwardFinish& f, int64_t c0, int64_t c1) {
+  const BackwardFinish lf = f;
+#pragma GCC ivdep
+  for (int64_t c = c0; c < c1; ++c) finish_backward_channel(lf, c);
+}
+
 template <class T>
 constexpr Kernels table_of() {
   return Kernels{&stats<T>,          &grad_sums<T>,          &affine<T>,         &dx_map<T>,
                  &lane_stats<T>,     &lane_grad_sums<T>,     &lane_affine<T>,    &lane_dx<T>,
                  &affine_per_value<T>, &weighted_grad_sums<T>, &dx_per_value<T>, &column_grads<T>,
-                 &scale_run<T>};
+                 &scale_run<T>,        &finish_training,        &finish_backward};
 }
 
 }  // namespace

@@ -131,8 +131,9 @@ BNORM_API bnorm_status_t bnorm_set_stream(bnorm_handle_t handle, void* cuda_stre
 BNORM_API bnorm_status_t bnorm_get_stream(bnorm_handle_t handle, void** cuda_stream);
 BNORM_API bnorm_status_t bnorm_get_backend(bnorm_handle_t handle, bnorm_backend_t* backend);
 
-/* The CPU backend's threads for this handle's calls: threads >= 1, or 0 for OpenMP's
- * default (OMP_NUM_THREADS, else one per core). Results do not depend on it: the work
+/* The CPU backend's threads for this handle's calls: threads >= 1, or 0 for the default
+ * (BNORM_CPU_THREADS, else one per processor the process may run on). Results do not
+ * depend on it: the work
  * of a call is cut by its shape alone and merged in a fixed order, so any thread count
  * gives the same bits. A call with little work uses fewer threads. Negative counts are
  * BNORM_STATUS_INVALID_VALUE; a CUDA handle answers BNORM_STATUS_NOT_SUPPORTED.

@@ -159,7 +159,8 @@ class Handle:
     @property
     def cpu_threads(self):
         """The CPU backend's threads for this handle's calls (what a large call uses now).
-        Setting it takes a count >= 1, or 0 for OpenMP's default; results are the same bits
+        Setting it takes a count >= 1, or 0 for the default (BNORM_CPU_THREADS, else every
+        core the process may use); results are the same bits
         for any count. A CUDA handle raises NotSupportedError."""
         out = ctypes.c_int()
         check(_lib.bnorm_get_cpu_threads(self._hv(), ctypes.byref(out)))
