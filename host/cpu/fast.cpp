@@ -331,9 +331,10 @@ void map_affine(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, c
   const size_t es = elem_size(t);
   if (!g.rows) {
     const int nt = threads_for(ctx, g.n * g.c * g.hw);
-    parallel_for(nt, g.c * g.blocks, [&](int64_t i) {
-      const int64_t c = i / g.blocks;
-      k.affine(x, z, y, g.segs(c, i % g.blocks), cf.affine(c), relu, g.stream);
+    const LaneAffine la{cf.p[0], cf.p[1], cf.p[2], cf.p[3]};
+    const int64_t runs = g.n * g.c, per = std::max<int64_t>(1, kBlock / g.hw);
+    parallel_for(nt, ceil_div(runs, per), [&](int64_t i) {
+      k.affine_flat(x, z, y, i * per, std::min(runs, (i + 1) * per), g.hw, g.c, la, relu, g.stream);
     });
     return;
   }
@@ -351,9 +352,10 @@ void map_dx(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const
   const size_t es = elem_size(t);
   if (!g.rows) {
     const int nt = threads_for(ctx, g.n * g.c * g.hw);
-    parallel_for(nt, g.c * g.blocks, [&](int64_t i) {
-      const int64_t c = i / g.blocks;
-      k.dx_map(x, mask, dy, dx, dz, g.segs(c, i % g.blocks), cf.dx(c), relu, g.stream);
+    const LaneDx la{cf.p[0], cf.p[1], cf.p[2], cf.p[3]};
+    const int64_t runs = g.n * g.c, per = std::max<int64_t>(1, kBlock / g.hw);
+    parallel_for(nt, ceil_div(runs, per), [&](int64_t i) {
+      k.dx_flat(x, mask, dy, dx, dz, i * per, std::min(runs, (i + 1) * per), g.hw, g.c, la, relu, g.stream);
     });
     return;
   }

@@ -161,6 +161,11 @@ struct Kernels {
   // the per-channel results of channels [c0, c1), in a loop that vectorizes
   void (*finish_training)(const TrainingFinish& f, int64_t c0, int64_t c1);
   void (*finish_backward)(const BackwardFinish& f, int64_t c0, int64_t c1);
+  // planes runs [r0, r1) in memory order, run r of channel r % c (coefficient arrays)
+  void (*affine_flat)(const void* x, const void* z, void* y, int64_t r0, int64_t r1, int64_t hw, int64_t c,
+                      const LaneAffine& a, bool relu, bool stream);
+  void (*dx_flat)(const void* x, const void* mask, const void* dy, void* dx, void* dz, int64_t r0, int64_t r1,
+                  int64_t hw, int64_t c, const LaneDx& a, bool relu, bool stream);
 };
 
 namespace avx512 {

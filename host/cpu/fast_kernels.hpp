@@ -199,6 +199,68 @@ BNORM_ALWAYS_INLINE void store_v(__half* p, V v) {
 #endif
 }
 
+// The lanes of vector k that hold values of a block of n: min(max(n - k * kW, 0), kW).
+BNORM_ALWAYS_INLINE int lanes_of(int n, int k) {
+  const int m = n - k * kW;
+  return m < 0 ? 0 : m > kW ? kW : m;
+}
+
+// A block's tail (n < kLanes values) with masked loads and stores where the instruction
+// set has them (lanes past n neither read nor written: no fault past an array's end),
+// else a value at a time. Lanes past n load as 0.
+BNORM_ALWAYS_INLINE V load_part_v(const float* p, int m) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<V>(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << m) - 1u), p));
+#elif defined(__AVX2__)
+  const VI mask = lanes_below(m).m[0];
+  return reinterpret_cast<V>(_mm256_maskload_ps(p, reinterpret_cast<__m256i>(mask)));
+#else
+  V v{};
+  for (int j = 0; j < m; ++j) v[j] = p[j];
+  return v;
+#endif
+}
+BNORM_ALWAYS_INLINE void store_part_v(float* p, V v, int m) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << m) - 1u), reinterpret_cast<__m512>(v));
+#elif defined(__AVX2__)
+  const VI mask = lanes_below(m).m[0];
+  _mm256_maskstore_ps(p, reinterpret_cast<__m256i>(mask), reinterpret_cast<__m256>(v));
+#else
+  for (int j = 0; j < m; ++j) p[j] = v[j];
+#endif
+}
+#if defined(__AVX512F__)
+// 16-bit values: masked word loads and stores (AVX-512BW), converted as full vectors.
+template <class T>
+BNORM_ALWAYS_INLINE V load_part_v(const T* p, int m) {
+  alignas(64) T t[kW];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(t),
+                      _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << m) - 1u), static_cast<const void*>(p)));
+  return load_v(t);
+}
+template <class T>
+BNORM_ALWAYS_INLINE void store_part_v(T* p, V v, int m) {
+  alignas(64) T t[kW];
+  store_v(t, v);
+  _mm256_mask_storeu_epi16(static_cast<void*>(p), static_cast<__mmask16>((1u << m) - 1u),
+                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t)));
+}
+#else
+template <class T>
+BNORM_ALWAYS_INLINE V load_part_v(const T* p, int m) {
+  float t[kW] = {};
+  for (int j = 0; j < m; ++j) t[j] = load_one(p + j);
+  return load_v(t);
+}
+template <class T>
+BNORM_ALWAYS_INLINE void store_part_v(T* p, V v, int m) {
+  float t[kW];
+  store_v(t, v);
+  for (int j = 0; j < m; ++j) store_one(p + j, t[j]);
+}
+#endif
+
 // A block of n <= kLanes values; lanes past n load as 0.
 template <class T>
 BNORM_ALWAYS_INLINE Blk load(const T* p, int n) {
@@ -207,9 +269,10 @@ BNORM_ALWAYS_INLINE Blk load(const T* p, int n) {
     for (int k = 0; k < kN; ++k) b.v[k] = load_v(p + k * kW);
     return b;
   }
-  float t[kLanes] = {};
-  for (int j = 0; j < n; ++j) t[j] = load_one(p + j);
-  for (int k = 0; k < kN; ++k) b.v[k] = load_v(t + k * kW);
+  for (int k = 0; k < kN; ++k) {
+    const int m = lanes_of(n, k);
+    b.v[k] = m == kW ? load_v(p + k * kW) : m == 0 ? V{} : load_part_v(p + k * kW, m);
+  }
   return b;
 }
 template <class T>
@@ -218,9 +281,14 @@ BNORM_ALWAYS_INLINE void store(T* p, const Blk& v, int n) {
     for (int k = 0; k < kN; ++k) store_v(p + k * kW, v.v[k]);
     return;
   }
-  float t[kLanes];
-  for (int k = 0; k < kN; ++k) store_v(t + k * kW, v.v[k]);
-  for (int j = 0; j < n; ++j) store_one(p + j, t[j]);
+  for (int k = 0; k < kN; ++k) {
+    const int m = lanes_of(n, k);
+    if (m == kW) {
+      store_v(p + k * kW, v.v[k]);
+    } else if (m > 0) {
+      store_part_v(p + k * kW, v.v[k], m);
+    }
+  }
 }
 // A full block of float32 to a 64-byte aligned address, past the caches (a non-temporal
 // store): for outputs too large to stay cached, it saves the read of each line that a
@@ -400,6 +468,21 @@ __attribute__((flatten)) void affine(const void* xv, const void* zv, void* yv, c
   if (stream) stream_fence();
 }
 
+// Runs [r0, r1) in memory order, run r being the hw values at r * hw of channel r % c
+// (an NCHW tensor's (sample, channel) planes): the elementwise passes that need no
+// statistics first (inference), so memory is walked straight through, not a channel's
+// planes a sample apart. Coefficients per channel in arrays.
+template <class T>
+__attribute__((flatten)) void affine_flat(const void* xv, const void* zv, void* yv, int64_t r0, int64_t r1,
+                                          int64_t hw, int64_t c, const LaneAffine& a, bool relu, bool stream) {
+  int64_t ch = r0 % c;
+  for (int64_t r = r0; r < r1; ++r) {
+    affine<T>(xv, zv, yv, Segs{r * hw, hw, 0, 1}, Affine{a.mean_hi[ch], a.mean_lo[ch], a.scale[ch], a.shift[ch]},
+              relu, stream);
+    ch = ch + 1 == c ? 0 : ch + 1;
+  }
+}
+
 // dx = a.g * g + (a.xc * (x - mean) + a.c0); dz = g. x is not read when null (a.xc is
 // then 0).
 template <class T>
@@ -431,6 +514,18 @@ __attribute__((flatten)) void dx_map(const void* xv, const void* maskv, const vo
       },
       relu, x != nullptr, dz != nullptr);
   if (stream) stream_fence();
+}
+
+template <class T>
+__attribute__((flatten)) void dx_flat(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv,
+                                      int64_t r0, int64_t r1, int64_t hw, int64_t c, const LaneDx& a, bool relu,
+                                      bool stream) {
+  int64_t ch = r0 % c;
+  for (int64_t r = r0; r < r1; ++r) {
+    dx_map<T>(xv, maskv, dyv, dxv, dzv, Segs{r * hw, hw, 0, 1}, DxCoef{a.mean[ch], a.g[ch], a.xc[ch], a.c0[ch]}, relu,
+              stream);
+    ch = ch + 1 == c ? 0 : ch + 1;
+  }
 }
 
 // ---- lanes: a flat run whose value i belongs to lane i % w (rows of channels-last
@@ -659,7 +754,8 @@ constexpr Kernels table_of() {
   return Kernels{&stats<T>,          &grad_sums<T>,          &affine<T>,         &dx_map<T>,
                  &lane_stats<T>,     &lane_grad_sums<T>,     &lane_affine<T>,    &lane_dx<T>,
                  &affine_per_value<T>, &weighted_grad_sums<T>, &dx_per_value<T>, &column_grads<T>,
-                 &scale_run<T>,        &finish_training,        &finish_backward};
+                 &scale_run<T>,        &finish_training,        &finish_backward, &affine_flat<T>,
+                 &dx_flat<T>};
 }
 
 }  // namespace
