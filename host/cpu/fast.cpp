@@ -123,12 +123,16 @@ Geo geometry(int64_t n, int64_t c, int64_t hw, bool channels_last) {
 
 // Outputs of at least this many bytes are written past the caches (planes, float32):
 // they would not stay cached for the next layer anyway, and a normal store reads each
-// line before writing it.
+// line before writing it. Only planes of kStreamRun values or more: a short plane is
+// mostly its unaligned head and tail, normal stores beside non-temporal ones, which ran
+// (256, 512, 7, 7) inference at a seventh of its speed.
 constexpr int64_t kStreamBytes = int64_t{16} << 20;
+constexpr int64_t kStreamRun = 1024;
 
 Geo geometry(const bnorm_tensor_t& d) {
   Geo g = geometry(d.n, d.c, d.h * d.w, d.layout == BNORM_LAYOUT_NHWC);
-  g.stream = !g.rows && d.dtype == BNORM_DTYPE_F32 && d.n * d.c * d.h * d.w * 4 >= kStreamBytes;
+  g.stream = !g.rows && d.dtype == BNORM_DTYPE_F32 && d.n * d.c * d.h * d.w * 4 >= kStreamBytes &&
+             d.h * d.w >= kStreamRun;
   return g;
 }
 
