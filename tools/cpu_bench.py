@@ -61,6 +61,19 @@ def bnorm_rows(bench, groups_of):
     return rows
 
 
+def commit_here():
+    """The checkout's commit (with -dirty for uncommitted changes): a build's own record
+    is its configure time's, which may be older than the sources it was rebuilt from."""
+    try:
+        c = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return c + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def run(args):
     binary = os.path.join(args.build, "bench", "bnorm-bench-cpu")
     if not os.access(binary, os.X_OK):
@@ -74,9 +87,13 @@ def run(args):
         with open(suite) as f:
             groups_of = {s["name"]: s["group"] for s in json.load(f)}
         out = os.path.join(tmp, "bnorm.json")
+        env = dict(os.environ)
+        commit = commit_here()
+        if commit and "BNORM_COMMIT" not in env:
+            env["BNORM_COMMIT"] = commit
         subprocess.run([binary] + sel + threads + ["--target_ms=%g" % args.target_ms,
                                                   "--benchmark_out=" + out, "--benchmark_out_format=json"],
-                       check=True, stdout=sys.stderr)
+                       check=True, stdout=sys.stderr, env=env)
         with open(out) as f:
             bench = json.load(f)
         ctx = bench.get("context", {})

@@ -12,6 +12,7 @@ host memory except to print. TF32 is off unless --tf32: bnorm-lenet's GEMMs are 
 import argparse
 import csv
 import gzip
+import os
 import struct
 import sys
 import time
@@ -114,7 +115,11 @@ def main():
     p.add_argument("--device", default="cuda")
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--tf32", action="store_true", help="allow TF32 in convolutions and GEMMs")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (default: every core, as bnorm-lenet's OpenBLAS and bnorm use)")
     args = p.parse_args()
+    # Some builds (Debian's) default to one thread: the CPU peer gets the cores bnorm does.
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
 
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
