@@ -41,7 +41,11 @@ export BNORM_SIM_SANITIZER_ERROR=racecheck:bnorm_gpu_toolbox_tests
 export BNORM_BENCH_CHUNK=3
 if [[ -n $build ]]; then
   export BNORM_CHECK_BUILD=$build BNORM_SIM_REAL_BUILD=$build
-  export BNORM_CHECK_BUDGET=${BNORM_CHECK_BUDGET:-50} BNORM_CHECK_RESERVE=${BNORM_CHECK_RESERVE:-4}
+  # The set-up counts against the budget as on the device; a cold start (torch imported
+  # from a fresh disk cache: 7 s each) once took 45 s of 50 in CI's fresh clone. cuDNN
+  # is not probed (the bench is a stand-in).
+  export BNORM_CHECK_BUDGET=${BNORM_CHECK_BUDGET:-90} BNORM_CHECK_RESERVE=${BNORM_CHECK_RESERVE:-4}
+  export BNORM_CUDNN_PATH=${BNORM_CUDNN_PATH:-"stand-in (not probed)"}
   export BNORM_CHECK_SCALE=${BNORM_CHECK_SCALE:-15}
   export BNORM_CHECK_CTEST_FILTER=${BNORM_CHECK_CTEST_FILTER:-'^(c_api_test|exported_symbols|Gpu\.Query.*)$'}
   export BNORM_LENET_DATA=${BNORM_LENET_DATA:-/usr/share/datasets/fashion-mnist} BNORM_SIM_LENET_TRAIN=256
