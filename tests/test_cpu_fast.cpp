@@ -359,6 +359,11 @@ const Case kCases[] = {
     // 16.8 MB of float32: outputs stream past the caches (fast.cpp's kStreamBytes), runs
     // of 65792 values starting at every alignment.
     {16, 4, 256, 257, BNORM_LAYOUT_NCHW, 1, false},
+    // Past fast.cpp's kWindowMin in float32: windows of adjacent channels, a sample's
+    // planes of a window as one run (a span), here with large means and off their
+    // alignment; then 18.7 MB of 11x13 planes (9.4 MB in 16 bits), whose spans stream.
+    {96, 512, 7, 7, BNORM_LAYOUT_NCHW, 1e4, true},
+    {32, 1024, 11, 13, BNORM_LAYOUT_NCHW, 1, false},
 };
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CpuFast,
@@ -410,11 +415,12 @@ std::vector<unsigned char> round_trip(bnorm_handle_t h, const Shape& s) {
 }
 
 // The same bits for 1, 2, 3 and 8 threads (which also switches between a channel per
-// task and all blocks per pass), and on a second run.
+// task and all blocks per pass, and changes how a window's channels are shared), and on
+// a second run.
 TEST(CpuFastDeterminism, SameBitsForAnyThreadCount) {
   for (const Shape& s : {Shape{128, 6, 24, 24, BNORM_LAYOUT_NCHW}, Shape{65536, 3, 1, 1, BNORM_LAYOUT_NCHW},
                          Shape{16, 64, 7, 7, BNORM_LAYOUT_NHWC}, Shape{3, 1, 40000, 1, BNORM_LAYOUT_NCHW},
-                         Shape{64, 10, 9, 9, BNORM_LAYOUT_NHWC}}) {
+                         Shape{64, 10, 9, 9, BNORM_LAYOUT_NHWC}, Shape{96, 512, 7, 7, BNORM_LAYOUT_NCHW}}) {
     SCOPED_TRACE(std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.h) + "x" +
                  std::to_string(s.w) + (s.layout == BNORM_LAYOUT_NCHW ? " nchw" : " nhwc"));
     Handle h("cpu_fast");

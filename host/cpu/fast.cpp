@@ -9,10 +9,11 @@
 // belongs to lane i % w, w = c (times k rows when c is small, so a step still fills
 // kLanes lanes), and lanes fold into channels in order.
 //
-// Planes with enough channels run a channel per task, statistics then output while the
-// channel is still in cache: the tensor is read once from memory (2S in forward, 3S in
-// backward, the floors), the second read coming from L2. Otherwise the passes run one
-// after the other over all blocks (3S and 5S), each in parallel.
+// Planes past kWindowMin bytes run in windows of adjacent channels (by_windows): a
+// window's statistics, then its output while it is still in the L3, both in memory
+// order. Smaller planes with enough channels run a channel per task, statistics then
+// output from the L2. Otherwise the passes run one after the other over all blocks,
+// each in parallel.
 #include "fast.hpp"
 
 #include <algorithm>
@@ -146,6 +147,28 @@ size_t elem_size(bnorm_dtype_t t) { return t == BNORM_DTYPE_F32 ? 4 : 2; }
 
 // ---- the passes, over all channels ---------------------------------------------------------
 
+// Channels of short planes per task at most: their next row of chunks (4 KiB a channel)
+// is prefetched while the row is read, and must stay in the L2 until then.
+constexpr int64_t kMaxAcross = 64;
+
+// Channel ranges a width of channels is cut into per block of samples: tasks enough for
+// nt threads, and evenly shared where they are few.
+int64_t parts_for(const Geo& g, int64_t width, int nt) {
+  int64_t parts = g.hw < kChunk ? ceil_div(width, kMaxAcross) : 1;
+  while (parts < width && (parts * g.blocks < nt || (parts * g.blocks < 4 * nt && parts * g.blocks % nt))) ++parts;
+  return std::min(parts, width);
+}
+
+// f(c, nch, b) for the tasks of channels [c0, c0 + width) cut in parts ranges, block by block.
+template <class F>
+void across_tasks(int nt, const Geo& g, int64_t c0, int64_t width, int64_t parts, F&& f) {
+  parallel_for(nt, parts * g.blocks, [&](int64_t i) {
+    const int64_t b = i / parts, j = i % parts, a = c0 + width * j / parts;
+    f(a, c0 + width * (j + 1) / parts - a, b);
+  });
+}
+
+
 // Chan's merge of (nb, mb, qb) into (na, ma, qa), as welford_merge computes it, without
 // branches: loops of it over channels vectorize. An empty side leaves the other as it
 // is (the weight is 1 or 0), both empty stay empty.
@@ -180,7 +203,9 @@ void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t,
   if (!g.rows) {
     Welford<double>* st = grown(ws.states, g.c * g.blocks);
     const int nt = threads_for(ctx, g.n * g.c * g.hw);
-    parallel_for(nt, g.c * g.blocks, [&](int64_t i) { st[i] = k.stats(x, g.segs(i / g.blocks, i % g.blocks)); });
+    across_tasks(nt, g, 0, g.c, parts_for(g, g.c, nt), [&](int64_t c, int64_t nch, int64_t b) {
+      k.stats_across(x, g.segs(c, b), nch, st + c * g.blocks + b, g.blocks);
+    });
     for (int64_t c = 0; c < g.c; ++c) {
       Welford<double> s = welford_empty<double>();
       for (int64_t b = 0; b < g.blocks; ++b) s = welford_merge(s, st[c * g.blocks + b]);
@@ -239,9 +264,8 @@ void reduce_sums(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, 
   if (!g.rows) {
     Sums* bs = grown(ws.sums, g.c * g.blocks);
     const int nt = threads_for(ctx, g.n * g.c * g.hw);
-    parallel_for(nt, g.c * g.blocks, [&](int64_t i) {
-      const int64_t c = i / g.blocks;
-      bs[i] = k.grad_sums(x, mask, dy, g.segs(c, i % g.blocks), mean[c]);
+    across_tasks(nt, g, 0, g.c, parts_for(g, g.c, nt), [&](int64_t c, int64_t nch, int64_t b) {
+      k.grad_sums_across(x, mask, dy, g.segs(c, b), nch, mean + c, bs + c * g.blocks + b, g.blocks);
     });
     for (int64_t c = 0; c < g.c; ++c) {
       Sums s{0.0, 0.0};
@@ -381,6 +405,81 @@ bool channel_tasks(const Context& ctx, const Geo& g) {
   return g.blocks == 1 || g.c >= 2 * static_cast<int64_t>(nt);
 }
 
+// Planes past the caches run in windows of adjacent channels, each window's statistics
+// then its output while its data is still in the L3: the tensor is read once from memory
+// (the floors; a channel past the L3, as (256, 64, 112, 112)'s 12.8 MB, is read twice)
+// and read in memory order, a window's channels side by side (runs of
+// width planes; a channel's own planes are a sample apart, and short runs that far apart
+// are read at a third of the memory's speed). Threads share a window by blocks of samples
+// and ranges of its channels: a channel's block states, and their merge, are those of
+// reduce_stats, so windows and ranges change the order of work, never a result.
+//
+// The bytes a window's tensors (those read, and outputs not streamed) may fill: an
+// eighth of a 32 MiB L3. Measured on a 2-core Zen 3 (bench/NOTES.md): a second read of
+// 4 MiB runs at 78 GB/s, of 8 MiB at 61, of 16 MiB at 40 (the memory: 25); 4 MiB
+// windows ran (256, 512, 7, 7) 10% faster than 8.
+constexpr int64_t kWindowBytes = int64_t{4} << 20;
+// Windows for x of this many bytes or more, of planes shorter than kStreamRun values:
+// smaller tensors stay in the L3 from call to call and run a channel per task (one
+// fork and join, not two per window); long planes are long runs already, and their
+// channel per task (statistics, then output from the L2 or L3) ran 0.72 to 1.0 times
+// the windows' time on (32, 64, 56, 56) to (256, 64, 112, 112) (bench/NOTES.md).
+constexpr int64_t kWindowMin = int64_t{8} << 20;
+
+struct Windows {
+  int64_t width = 0;  // channels per window; 0: no windows
+  int64_t parts = 1;  // channel ranges per window and block of samples
+};
+
+// es: x's element size; bytes: those of a value's tensors that stay cached between the
+// passes.
+Windows windows_for(const Context& ctx, const Geo& g, size_t es, int64_t bytes) {
+  Windows w;
+  const int64_t per_channel = g.n * g.hw * bytes;
+  if (g.rows || g.blocks == 0 || g.hw >= kStreamRun || g.n * g.c * g.hw * static_cast<int64_t>(es) < kWindowMin)
+    return w;
+  w.width = std::clamp<int64_t>(kWindowBytes / per_channel, 1, g.c);
+  w.width = ceil_div(g.c, ceil_div(g.c, w.width));  // windows of near-equal width
+  w.parts = parts_for(g, w.width, threads_for(ctx, g.n * g.c * g.hw));
+  return w;
+}
+
+// stats(c, nch, b) for a window's tasks (channels [c, c + nch), block of samples b),
+// then finish(c0, c1) for the window, then apply(c, nch, b) for the same tasks.
+template <class Stats, class Finish, class Apply>
+void by_windows(const Context& ctx, const Geo& g, const Windows& w, Stats&& stats, Finish&& finish, Apply&& apply) {
+  const int nt = threads_for(ctx, g.n * g.c * g.hw);
+  for (int64_t c0 = 0; c0 < g.c; c0 += w.width) {
+    const int64_t c1 = std::min(g.c, c0 + w.width), parts = std::min(w.parts, c1 - c0);
+    across_tasks(nt, g, c0, c1 - c0, parts, stats);
+    finish(c0, c1);
+    across_tasks(nt, g, c0, c1 - c0, parts, apply);
+  }
+}
+
+// A window's planes of one sample are one run with a coefficient per value (spans), so
+// a tail is partial once per run of planes, not once per plane (a masked store per 7x7
+// plane cost a fifth of the output pass), and outputs stream from the kStreamBytes that
+// Geo::stream takes, in aligned full blocks. The arithmetic of affine() and dx_map() per
+// value: the same bits.
+bool streams(const bnorm_tensor_t& d) {
+  return d.dtype == BNORM_DTYPE_F32 && d.n * d.c * d.h * d.w * 4 >= kStreamBytes;
+}
+
+// The four coefficient arrays of cf for channels [c0, c1), value by value.
+Coefs spread_spans(Workspace& ws, const Geo& g, const Coefs& cf, int64_t c0, int64_t c1) {
+  const int64_t len = padded(static_cast<int>((c1 - c0) * g.hw)) + kLanes;
+  float* base = grown(ws.spans, static_cast<size_t>(4 * len));
+  Coefs out;
+  out.c = c1 - c0;
+  for (int i = 0; i < 4; ++i) {
+    out.p[i] = base + i * len;
+    for (int64_t c = c0; c < c1; ++c) std::fill_n(out.p[i] + (c - c0) * g.hw, g.hw, cf.p[i][c]);
+    std::fill(out.p[i] + (c1 - c0) * g.hw, out.p[i] + len, 0.0f);
+  }
+  return out;
+}
+
 // ---- per-channel arithmetic between the passes -----------------------------------------------
 
 Affine affine_of(double mean, double invstd, const float* gamma, const float* beta, int64_t c) {
@@ -417,6 +516,37 @@ void forward_training(Context& ctx, const bnorm_tensor_t& d, const void* x, cons
   const Coefs cf = coefs_for(*ctx.ws, g);
   const TrainingFinish f = training_finish(cf, channel, gamma, beta, momentum, eps, running_mean, running_var,
                                            save_mean, save_invstd);
+  const size_t es = elem_size(d.dtype);
+  const bool stream = streams(d);
+  const Windows w = windows_for(ctx, g, es, static_cast<int64_t>(es) * (1 + (z ? 1 : 0) + (stream ? 0 : 1)));
+  if (w.width > 0) {
+    Welford<double>* st = grown(ctx.ws->states, g.c * g.blocks);
+    Coefs sp;
+    int64_t w0 = 0;
+    by_windows(
+        ctx, g, w,
+        [&](int64_t c, int64_t nch, int64_t b) { k.stats_across(x, g.segs(c, b), nch, st + c * g.blocks + b, g.blocks); },
+        [&](int64_t c0, int64_t c1) {
+          for (int64_t c = c0; c < c1; ++c) {
+            Welford<double> s = welford_empty<double>();
+            for (int64_t b = 0; b < g.blocks; ++b) s = welford_merge(s, st[c * g.blocks + b]);
+            channel.set(c, s);
+          }
+          k.finish_training(f, c0, c1);
+          sp = spread_spans(*ctx.ws, g, cf, c0, c1);
+          w0 = c0;
+        },
+        [&](int64_t c, int64_t nch, int64_t b) {
+          const int64_t n1 = std::min(g.n, (b + 1) * g.nb);
+          const int64_t l = (c - w0) * g.hw, len = nch * g.hw;
+          const LaneAffine ls{sp.p[0] + l, sp.p[1] + l, sp.p[2] + l, sp.p[3] + l};
+          for (int64_t n = b * g.nb; n < n1; ++n) {
+            const int64_t o = (n * g.c + c) * g.hw;  // the sample's planes [c, c + nch)
+            k.span_affine(at(x, o, es), at(z, o, es), at(y, o, es), len, ls, relu, stream);
+          }
+        });
+    return;
+  }
   if (channel_tasks(ctx, g)) {
     parallel_for(threads_for(ctx, g.n * g.c * g.hw), g.c, [&](int64_t c) {
       Welford<double> s = welford_empty<double>();
@@ -455,6 +585,44 @@ void backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* 
   Sums* sums = grown(ctx.ws->channel_sums, d.c);
   const Coefs cf = coefs_for(*ctx.ws, g);
   const BackwardFinish f = backward_finish(cf, sums, save_mean, save_invstd, gamma, m, dgamma, dbeta);
+  const size_t es = elem_size(d.dtype);
+  const bool stream = streams(d);
+  const Windows w = windows_for(
+      ctx, g, es, static_cast<int64_t>(es) * (2 + (relu ? 1 : 0) + (stream ? 0 : 1) + (dz ? 1 : 0)));
+  if (w.width > 0) {
+    Sums* bs = grown(ctx.ws->sums, g.c * g.blocks);
+    Coefs sp;
+    int64_t w0 = 0;
+    by_windows(
+        ctx, g, w,
+        [&](int64_t c, int64_t nch, int64_t b) {
+          k.grad_sums_across(x, mask, dy, g.segs(c, b), nch, save_mean + c, bs + c * g.blocks + b, g.blocks);
+        },
+        [&](int64_t c0, int64_t c1) {
+          for (int64_t c = c0; c < c1; ++c) {
+            Sums s{0.0, 0.0};
+            for (int64_t b = 0; b < g.blocks; ++b) {
+              s.g += bs[c * g.blocks + b].g;
+              s.gx += bs[c * g.blocks + b].gx;
+            }
+            sums[c] = s;
+          }
+          k.finish_backward(f, c0, c1);
+          sp = spread_spans(*ctx.ws, g, cf, c0, c1);
+          w0 = c0;
+        },
+        [&](int64_t c, int64_t nch, int64_t b) {
+          const int64_t n1 = std::min(g.n, (b + 1) * g.nb);
+          const int64_t l = (c - w0) * g.hw, len = nch * g.hw;
+          const LaneDx ls{sp.p[0] + l, sp.p[1] + l, sp.p[2] + l, sp.p[3] + l};
+          for (int64_t n = b * g.nb; n < n1; ++n) {
+            const int64_t o = (n * g.c + c) * g.hw;
+            k.span_dx(at(x, o, es), at(mask, o, es), at(dy, o, es), at(dx, o, es), at(dz, o, es), len, ls, relu,
+                      stream);
+          }
+        });
+    return;
+  }
   if (channel_tasks(ctx, g)) {
     parallel_for(threads_for(ctx, g.n * g.c * g.hw), g.c, [&](int64_t c) {
       Sums s{0.0, 0.0};

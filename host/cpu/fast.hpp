@@ -31,6 +31,7 @@ struct Workspace {
   std::vector<double> wide;    // per-thread float64 lane results, per-value gradients
   std::vector<double> wide_states;  // channels-last blocks' states and sums, as arrays
   std::vector<float> values;   // per-sample statistics, permuted per-value parameters
+  std::vector<float> spans;    // a window's coefficients per value of a sample's planes
 };
 
 struct Context {

@@ -166,6 +166,16 @@ struct Kernels {
                       const LaneAffine& a, bool relu, bool stream);
   void (*dx_flat)(const void* x, const void* mask, const void* dy, void* dx, void* dz, int64_t r0, int64_t r1,
                   int64_t hw, int64_t c, const LaneDx& a, bool relu, bool stream);
+  // nch adjacent channels at once, channel i's runs s's moved by i * s.len: stats and
+  // grad_sums of each (the same bits), channel i's to out[i * os], read in memory order
+  void (*stats_across)(const void* x, const Segs& s, int64_t nch, Welford<double>* out, int64_t os);
+  void (*grad_sums_across)(const void* x, const void* mask, const void* dy, const Segs& s, int64_t nch,
+                           const float* mean, Sums* out, int64_t os);
+  // a run of len values, coefficients per value (arrays readable kLanes past len)
+  void (*span_affine)(const void* x, const void* z, void* y, int64_t len, const LaneAffine& a, bool relu,
+                      bool stream);
+  void (*span_dx)(const void* x, const void* mask, const void* dy, void* dx, void* dz, int64_t len,
+                  const LaneDx& a, bool relu, bool stream);
 };
 
 namespace avx512 {

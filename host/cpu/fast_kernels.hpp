@@ -20,6 +20,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -415,6 +416,90 @@ __attribute__((flatten)) Sums grad_sums(const void* xv, const void* maskv, const
   return out;
 }
 
+// ---- planes: adjacent channels at once -----------------------------------------------
+// nch channels whose runs lie side by side, channel i's being s's moved by i * s.len (an
+// NCHW tensor's planes (n, c0 + i)): per channel what stats() and grad_sums() compute,
+// the same chunks merged in the same order, so the same bits. The channels are taken in
+// turn within each row of chunks, so memory is read as runs of nch planes, not a plane
+// per sample apart (short runs a channel's stride apart run at a third of the memory's
+// speed); short planes also prefetch the next row of chunks, whose g runs would otherwise
+// be asked for by the channels in turn. f(channel, first value, run length, stride, runs).
+template <class F, class P>
+BNORM_ALWAYS_INLINE void for_each_chunk_across(const Segs& s, int64_t nch, P&& prefetch, F&& f) {
+  if (s.len >= kChunk) {
+    const int64_t q = (s.len + kChunk - 1) / kChunk;
+    for (int64_t k = 0; k < s.count; ++k)
+      for (int64_t i = 0; i < nch; ++i)
+        for (int64_t p = 0; p < q; ++p) {
+          const int64_t a = p * s.len / q, b = (p + 1) * s.len / q;
+          f(i, s.off + i * s.len + k * s.stride + a, b - a, int64_t{0}, int64_t{1});
+        }
+    return;
+  }
+  const int64_t g = kChunk / s.len;
+  for (int64_t k = 0; k < s.count; k += g) {
+    if (g > 1 && k + g < s.count)
+      for (int64_t r = k + g; r < std::min(s.count, k + 2 * g); ++r) prefetch(s.off + r * s.stride, nch * s.len);
+    const int64_t runs = k + g <= s.count ? g : s.count - k;
+    for (int64_t i = 0; i < nch; ++i) f(i, s.off + i * s.len + k * s.stride, s.len, s.stride, runs);
+  }
+}
+
+// The cache lines of len values at p + off.
+template <class T>
+BNORM_ALWAYS_INLINE void prefetch_run(const T* p, int64_t off, int64_t len) {
+  if (!p) return;
+  const uintptr_t e = reinterpret_cast<uintptr_t>(p + off + len);
+  for (uintptr_t a = reinterpret_cast<uintptr_t>(p + off) & ~uintptr_t{63}; a < e; a += 64)
+    // volatile asm: GCC 12 drops __builtin_prefetch in this loop once inlined.
+    asm volatile("prefetcht0 %0" : : "m"(*reinterpret_cast<const char*>(a)));
+}
+
+// out[i * os]: channel i's state.
+template <class T>
+__attribute__((flatten)) void stats_across(const void* xv, const Segs& s, int64_t nch, Welford<double>* out,
+                                           int64_t os) {
+  const T* x = static_cast<const T*>(xv);
+  for (int64_t i = 0; i < nch; ++i) out[i * os] = welford_empty<double>();
+  for_each_chunk_across(
+      s, nch, [&](int64_t off, int64_t len) { prefetch_run(x, off, len); },
+      [&](int64_t i, int64_t off, int64_t len, int64_t stride, int64_t runs) {
+        out[i * os] = welford_merge(out[i * os], chunk_stats(x + off, len, stride, runs));
+      });
+}
+
+// out[i * os]: channel i's sums, about mean[i].
+template <class T>
+__attribute__((flatten)) void grad_sums_across(const void* xv, const void* maskv, const void* dyv, const Segs& s,
+                                               int64_t nch, const float* mean, Sums* out, int64_t os) {
+  const T* x = static_cast<const T*>(xv);
+  const T* y = static_cast<const T*>(maskv);
+  const T* dy = static_cast<const T*>(dyv);
+  for (int64_t i = 0; i < nch; ++i) out[i * os] = Sums{0.0, 0.0};
+  for_each_chunk_across(
+      s, nch,
+      [&](int64_t off, int64_t len) {
+        prefetch_run(x, off, len);
+        prefetch_run(y, off, len);
+        prefetch_run(dy, off, len);
+      },
+      [&](int64_t i, int64_t off, int64_t len, int64_t stride, int64_t runs) {
+        const float m = mean[i];
+        Blk ag = zero(), agx = zero();
+        for (int64_t r = 0; r < runs; ++r) {
+          const int64_t q = off + r * stride;
+          for_blocks(len, [&](int64_t j, int n) {
+            Blk gr = load(dy + q + j, n);
+            if (y) gr = masked(gr, load(y + q + j, n));
+            ag += gr;
+            agx += gr * (load(x + q + j, n) - m);
+          });
+        }
+        out[i * os].g += lane_total(ag);
+        out[i * os].gx += lane_total(agx);
+      });
+}
+
 // Elementwise over the runs of s; a block is read before it is written, so y may alias
 // x (and dx dy) exactly. f(offset, n, aligned). With out given (a float32 output to
 // stream), each run starts with a partial block up to a 64-byte boundary of out, so
@@ -526,6 +611,54 @@ __attribute__((flatten)) void dx_flat(const void* xv, const void* maskv, const v
               stream);
     ch = ch + 1 == c ? 0 : ch + 1;
   }
+}
+
+// A run of len values with a coefficient set per value (arrays of len values, readable
+// kLanes past the end): a window's planes of one sample as one run, so that outputs
+// stream past the caches with aligned full blocks but for the run's two ends. The
+// arithmetic of affine() and dx_map() per value.
+template <class T>
+__attribute__((flatten)) void span_affine(const void* xv, const void* zv, void* yv, int64_t len, const LaneAffine& a,
+                                          bool relu, bool stream) {
+  const T* x = static_cast<const T*>(xv);
+  const T* z = static_cast<const T*>(zv);
+  T* y = static_cast<T*>(yv);
+  stream = stream && std::is_same_v<T, float>;
+  bool_dispatch(
+      [&](auto add, auto act) {
+        for_each_block(Segs{0, len, 0, 1}, stream ? y : nullptr, [&](int64_t o, int n, bool nt) {
+          Blk v = ((load(x + o, n) - at(a.mean_hi + o)) - at(a.mean_lo + o)) * at(a.scale + o) + at(a.shift + o);
+          if constexpr (decltype(add)::value) v += load(z + o, n);
+          if constexpr (decltype(act)::value) v = relu_of(v);
+          store_out(y + o, v, n, nt);
+        });
+      },
+      z != nullptr, relu);
+  if (stream) stream_fence();
+}
+
+template <class T>
+__attribute__((flatten)) void span_dx(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv,
+                                      int64_t len, const LaneDx& a, bool relu, bool stream) {
+  const T* x = static_cast<const T*>(xv);
+  const T* y = static_cast<const T*>(maskv);
+  const T* dy = static_cast<const T*>(dyv);
+  T* dx = static_cast<T*>(dxv);
+  T* dz = static_cast<T*>(dzv);
+  stream = stream && std::is_same_v<T, float>;
+  const bool dz_stream = stream && dz && (reinterpret_cast<uintptr_t>(dz) - reinterpret_cast<uintptr_t>(dx)) % 64 == 0;
+  bool_dispatch(
+      [&](auto act, auto with_dz) {
+        for_each_block(Segs{0, len, 0, 1}, stream ? dx : nullptr, [&](int64_t o, int n, bool nt) {
+          Blk g = load(dy + o, n);
+          if constexpr (decltype(act)::value) g = masked(g, load(y + o, n));
+          const Blk out = g * at(a.g + o) + ((load(x + o, n) - at(a.mean + o)) * at(a.xc + o) + at(a.c0 + o));
+          if constexpr (decltype(with_dz)::value) store_out(dz + o, g, n, nt && dz_stream);
+          store_out(dx + o, out, n, nt);
+        });
+      },
+      relu, dz != nullptr);
+  if (stream) stream_fence();
 }
 
 // ---- lanes: a flat run whose value i belongs to lane i % w (rows of channels-last
@@ -755,7 +888,8 @@ constexpr Kernels table_of() {
                  &lane_stats<T>,     &lane_grad_sums<T>,     &lane_affine<T>,    &lane_dx<T>,
                  &affine_per_value<T>, &weighted_grad_sums<T>, &dx_per_value<T>, &column_grads<T>,
                  &scale_run<T>,        &finish_training,        &finish_backward, &affine_flat<T>,
-                 &dx_flat<T>};
+                 &dx_flat<T>,          &stats_across<T>,        &grad_sums_across<T>, &span_affine<T>,
+                 &span_dx<T>};
 }
 
 }  // namespace
