@@ -532,8 +532,38 @@ BNORM_ALWAYS_INLINE void store_out(T* p, const Blk& v, int n, bool stream) {
   store(p, v, n);
 }
 
-template <class T>
-__attribute__((flatten)) void affine(const void* xv, const void* zv, void* yv, const Segs& s, const Affine& a,
+// The coefficients of the elementwise passes: one set for a whole run, or one per value
+// (arrays read at the value's offset: span_affine, span_dx). The same arithmetic.
+struct RunAffine {
+  const Affine& a;
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t, const Blk& x) const {
+    return ((x - a.mean_hi) - a.mean_lo) * a.scale + a.shift;
+  }
+};
+struct ValueAffine {
+  const LaneAffine& a;
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, const Blk& x) const {
+    return ((x - at(a.mean_hi + o)) - at(a.mean_lo + o)) * at(a.scale + o) + at(a.shift + o);
+  }
+};
+// g * g' + (xc * (x - mean) + c0), or g * g' + c0 without x.
+struct RunDx {
+  const DxCoef& a;
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t, const Blk& g, const Blk& x) const {
+    return g * a.g + ((x - a.mean) * a.xc + a.c0);
+  }
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t, const Blk& g) const { return g * a.g + a.c0; }
+};
+struct ValueDx {
+  const LaneDx& a;
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, const Blk& g, const Blk& x) const {
+    return g * at(a.g + o) + ((x - at(a.mean + o)) * at(a.xc + o) + at(a.c0 + o));
+  }
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, const Blk& g) const { return g * at(a.g + o) + at(a.c0 + o); }
+};
+
+template <class T, class C>
+BNORM_ALWAYS_INLINE void affine_with(const void* xv, const void* zv, void* yv, const Segs& s, const C& coef,
                                      bool relu, bool stream) {
   const T* x = static_cast<const T*>(xv);
   const T* z = static_cast<const T*>(zv);
@@ -543,7 +573,7 @@ __attribute__((flatten)) void affine(const void* xv, const void* zv, void* yv, c
   bool_dispatch(
       [&](auto add, auto act) {
         for_each_block(s, stream ? y : nullptr, [&](int64_t o, int n, bool nt) {
-          Blk v = ((load(x + o, n) - a.mean_hi) - a.mean_lo) * a.scale + a.shift;
+          Blk v = coef(o - s.off, load(x + o, n));
           if constexpr (decltype(add)::value) v += load(z + o, n);
           if constexpr (decltype(act)::value) v = relu_of(v);
           store_out(y + o, v, n, nt);
@@ -551,6 +581,12 @@ __attribute__((flatten)) void affine(const void* xv, const void* zv, void* yv, c
       },
       z != nullptr, relu);
   if (stream) stream_fence();
+}
+
+template <class T>
+__attribute__((flatten)) void affine(const void* xv, const void* zv, void* yv, const Segs& s, const Affine& a,
+                                     bool relu, bool stream) {
+  affine_with<T>(xv, zv, yv, s, RunAffine{a}, relu, stream);
 }
 
 // Runs [r0, r1) in memory order, run r being the hw values at r * hw of channel r % c
@@ -568,11 +604,11 @@ __attribute__((flatten)) void affine_flat(const void* xv, const void* zv, void* 
   }
 }
 
-// dx = a.g * g + (a.xc * (x - mean) + a.c0); dz = g. x is not read when null (a.xc is
-// then 0).
-template <class T>
-__attribute__((flatten)) void dx_map(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv,
-                                     const Segs& s, const DxCoef& a, bool relu, bool stream) {
+// dx = coef(g, x), dz = g, g = dy masked by y > 0 when mask is given. x is not read
+// when null.
+template <class T, class C>
+BNORM_ALWAYS_INLINE void dx_with(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv,
+                                 const Segs& s, const C& coef, bool relu, bool stream) {
   const T* x = static_cast<const T*>(xv);
   const T* y = static_cast<const T*>(maskv);
   const T* dy = static_cast<const T*>(dyv);
@@ -588,9 +624,9 @@ __attribute__((flatten)) void dx_map(const void* xv, const void* maskv, const vo
           if constexpr (decltype(act)::value) g = masked(g, load(y + o, n));
           Blk out;
           if constexpr (decltype(with_x)::value) {
-            out = g * a.g + ((load(x + o, n) - a.mean) * a.xc + a.c0);
+            out = coef(o - s.off, g, load(x + o, n));
           } else {
-            out = g * a.g + a.c0;
+            out = coef(o - s.off, g);
           }
           // dz may alias dy: everything of the block was read above.
           if constexpr (decltype(with_dz)::value) store_out(dz + o, g, n, nt && dz_stream);
@@ -599,6 +635,14 @@ __attribute__((flatten)) void dx_map(const void* xv, const void* maskv, const vo
       },
       relu, x != nullptr, dz != nullptr);
   if (stream) stream_fence();
+}
+
+// dx = a.g * g + (a.xc * (x - mean) + a.c0); dz = g. x is not read when null (a.xc is
+// then 0).
+template <class T>
+__attribute__((flatten)) void dx_map(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv,
+                                     const Segs& s, const DxCoef& a, bool relu, bool stream) {
+  dx_with<T>(xv, maskv, dyv, dxv, dzv, s, RunDx{a}, relu, stream);
 }
 
 template <class T>
@@ -615,50 +659,17 @@ __attribute__((flatten)) void dx_flat(const void* xv, const void* maskv, const v
 
 // A run of len values with a coefficient set per value (arrays of len values, readable
 // kLanes past the end): a window's planes of one sample as one run, so that outputs
-// stream past the caches with aligned full blocks but for the run's two ends. The
-// arithmetic of affine() and dx_map() per value.
+// stream past the caches with aligned full blocks but for the run's two ends.
 template <class T>
 __attribute__((flatten)) void span_affine(const void* xv, const void* zv, void* yv, int64_t len, const LaneAffine& a,
                                           bool relu, bool stream) {
-  const T* x = static_cast<const T*>(xv);
-  const T* z = static_cast<const T*>(zv);
-  T* y = static_cast<T*>(yv);
-  stream = stream && std::is_same_v<T, float>;
-  bool_dispatch(
-      [&](auto add, auto act) {
-        for_each_block(Segs{0, len, 0, 1}, stream ? y : nullptr, [&](int64_t o, int n, bool nt) {
-          Blk v = ((load(x + o, n) - at(a.mean_hi + o)) - at(a.mean_lo + o)) * at(a.scale + o) + at(a.shift + o);
-          if constexpr (decltype(add)::value) v += load(z + o, n);
-          if constexpr (decltype(act)::value) v = relu_of(v);
-          store_out(y + o, v, n, nt);
-        });
-      },
-      z != nullptr, relu);
-  if (stream) stream_fence();
+  affine_with<T>(xv, zv, yv, Segs{0, len, 0, 1}, ValueAffine{a}, relu, stream);
 }
 
 template <class T>
 __attribute__((flatten)) void span_dx(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv,
                                       int64_t len, const LaneDx& a, bool relu, bool stream) {
-  const T* x = static_cast<const T*>(xv);
-  const T* y = static_cast<const T*>(maskv);
-  const T* dy = static_cast<const T*>(dyv);
-  T* dx = static_cast<T*>(dxv);
-  T* dz = static_cast<T*>(dzv);
-  stream = stream && std::is_same_v<T, float>;
-  const bool dz_stream = stream && dz && (reinterpret_cast<uintptr_t>(dz) - reinterpret_cast<uintptr_t>(dx)) % 64 == 0;
-  bool_dispatch(
-      [&](auto act, auto with_dz) {
-        for_each_block(Segs{0, len, 0, 1}, stream ? dx : nullptr, [&](int64_t o, int n, bool nt) {
-          Blk g = load(dy + o, n);
-          if constexpr (decltype(act)::value) g = masked(g, load(y + o, n));
-          const Blk out = g * at(a.g + o) + ((load(x + o, n) - at(a.mean + o)) * at(a.xc + o) + at(a.c0 + o));
-          if constexpr (decltype(with_dz)::value) store_out(dz + o, g, n, nt && dz_stream);
-          store_out(dx + o, out, n, nt);
-        });
-      },
-      relu, dz != nullptr);
-  if (stream) stream_fence();
+  dx_with<T>(xv, maskv, dyv, dxv, dzv, Segs{0, len, 0, 1}, ValueDx{a}, relu, stream);
 }
 
 // ---- lanes: a flat run whose value i belongs to lane i % w (rows of channels-last
