@@ -390,6 +390,24 @@ __attribute__((flatten)) Welford<double> stats(const void* xv, const Segs& s) {
   return st;
 }
 
+// Adds a chunk's sums (float32 within, float64 into out).
+template <class T>
+BNORM_ALWAYS_INLINE void chunk_grad_sums(const T* x, const T* y, const T* dy, int64_t off, int64_t len,
+                                         int64_t stride, int64_t runs, float mean, Sums& out) {
+  Blk ag = zero(), agx = zero();
+  for (int64_t r = 0; r < runs; ++r) {
+    const int64_t q = off + r * stride;
+    for_blocks(len, [&](int64_t i, int n) {
+      Blk g = load(dy + q + i, n);
+      if (y) g = masked(g, load(y + q + i, n));
+      ag += g;
+      agx += g * (load(x + q + i, n) - mean);
+    });
+  }
+  out.g += lane_total(ag);
+  out.gx += lane_total(agx);
+}
+
 // sum(g) and sum(g * (x - mean)), g = dy masked by y > 0 when mask is given. Lanes past
 // a tail load as 0 and add 0.
 template <class T>
@@ -400,18 +418,7 @@ __attribute__((flatten)) Sums grad_sums(const void* xv, const void* maskv, const
   const T* dy = static_cast<const T*>(dyv);
   Sums out{0.0, 0.0};
   for_each_chunk(s, [&](int64_t off, int64_t len, int64_t stride, int64_t runs) {
-    Blk ag = zero(), agx = zero();
-    for (int64_t r = 0; r < runs; ++r) {
-      const int64_t q = off + r * stride;
-      for_blocks(len, [&](int64_t i, int n) {
-        Blk g = load(dy + q + i, n);
-        if (y) g = masked(g, load(y + q + i, n));
-        ag += g;
-        agx += g * (load(x + q + i, n) - mean);
-      });
-    }
-    out.g += lane_total(ag);
-    out.gx += lane_total(agx);
+    chunk_grad_sums(x, y, dy, off, len, stride, runs, mean, out);
   });
   return out;
 }
@@ -484,19 +491,7 @@ __attribute__((flatten)) void grad_sums_across(const void* xv, const void* maskv
         prefetch_run(dy, off, len);
       },
       [&](int64_t i, int64_t off, int64_t len, int64_t stride, int64_t runs) {
-        const float m = mean[i];
-        Blk ag = zero(), agx = zero();
-        for (int64_t r = 0; r < runs; ++r) {
-          const int64_t q = off + r * stride;
-          for_blocks(len, [&](int64_t j, int n) {
-            Blk gr = load(dy + q + j, n);
-            if (y) gr = masked(gr, load(y + q + j, n));
-            ag += gr;
-            agx += gr * (load(x + q + j, n) - m);
-          });
-        }
-        out[i * os].g += lane_total(ag);
-        out[i * os].gx += lane_total(agx);
+        chunk_grad_sums(x, y, dy, off, len, stride, runs, mean[i], out[i * os]);
       });
 }
 
