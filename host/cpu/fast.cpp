@@ -196,6 +196,26 @@ States states_in(std::vector<double>& v, int64_t count, int64_t first = 0) {
   return States{p + 3 * first, p + 3 * first + count, p + 3 * first + 2 * count};
 }
 
+// Channels [c0, c1)'s states from their blocks' (st[c * blocks + b]), merged in order.
+void merge_blocks(const Welford<double>* st, int64_t blocks, int64_t c0, int64_t c1, const States& out) {
+  for (int64_t c = c0; c < c1; ++c) {
+    Welford<double> s = welford_empty<double>();
+    for (int64_t b = 0; b < blocks; ++b) s = welford_merge(s, st[c * blocks + b]);
+    out.set(c, s);
+  }
+}
+// The same for sums.
+void add_blocks(const Sums* bs, int64_t blocks, int64_t c0, int64_t c1, Sums* out) {
+  for (int64_t c = c0; c < c1; ++c) {
+    Sums s{0.0, 0.0};
+    for (int64_t b = 0; b < blocks; ++b) {
+      s.g += bs[c * blocks + b].g;
+      s.gx += bs[c * blocks + b].gx;
+    }
+    out[c] = s;
+  }
+}
+
 // Per-channel Welford states of x.
 void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, const void* x, const States& out) {
   Workspace& ws = *ctx.ws;
@@ -206,11 +226,7 @@ void reduce_stats(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t,
     across_tasks(nt, g, 0, g.c, parts_for(g, g.c, nt), [&](int64_t c, int64_t nch, int64_t b) {
       k.stats_across(x, g.segs(c, b), nch, st + c * g.blocks + b, g.blocks);
     });
-    for (int64_t c = 0; c < g.c; ++c) {
-      Welford<double> s = welford_empty<double>();
-      for (int64_t b = 0; b < g.blocks; ++b) s = welford_merge(s, st[c * g.blocks + b]);
-      out.set(c, s);
-    }
+    merge_blocks(st, g.blocks, 0, g.c, out);
     return;
   }
   // Rows: a block's channel states as three arrays (count, mean, M2), merged lane set
@@ -267,14 +283,7 @@ void reduce_sums(Context& ctx, const Kernels& k, const Geo& g, bnorm_dtype_t t, 
     across_tasks(nt, g, 0, g.c, parts_for(g, g.c, nt), [&](int64_t c, int64_t nch, int64_t b) {
       k.grad_sums_across(x, mask, dy, g.segs(c, b), nch, mean + c, bs + c * g.blocks + b, g.blocks);
     });
-    for (int64_t c = 0; c < g.c; ++c) {
-      Sums s{0.0, 0.0};
-      for (int64_t b = 0; b < g.blocks; ++b) {
-        s.g += bs[c * g.blocks + b].g;
-        s.gx += bs[c * g.blocks + b].gx;
-      }
-      out[c] = s;
-    }
+    add_blocks(bs, g.blocks, 0, g.c, out);
     return;
   }
   // Rows: per block, the lanes' float64 sums (sg, sgx over w lanes), folded into the
@@ -444,19 +453,6 @@ Windows windows_for(const Context& ctx, const Geo& g, size_t es, int64_t bytes) 
   return w;
 }
 
-// stats(c, nch, b) for a window's tasks (channels [c, c + nch), block of samples b),
-// then finish(c0, c1) for the window, then apply(c, nch, b) for the same tasks.
-template <class Stats, class Finish, class Apply>
-void by_windows(const Context& ctx, const Geo& g, const Windows& w, Stats&& stats, Finish&& finish, Apply&& apply) {
-  const int nt = threads_for(ctx, g.n * g.c * g.hw);
-  for (int64_t c0 = 0; c0 < g.c; c0 += w.width) {
-    const int64_t c1 = std::min(g.c, c0 + w.width), parts = std::min(w.parts, c1 - c0);
-    across_tasks(nt, g, c0, c1 - c0, parts, stats);
-    finish(c0, c1);
-    across_tasks(nt, g, c0, c1 - c0, parts, apply);
-  }
-}
-
 // A window's planes of one sample are one run with a coefficient per value (spans), so
 // a tail is partial once per run of planes, not once per plane (a masked store per 7x7
 // plane cost a fifth of the output pass), and outputs stream from the kStreamBytes that
@@ -478,6 +474,27 @@ Coefs spread_spans(Workspace& ws, const Geo& g, const Coefs& cf, int64_t c0, int
     std::fill(out.p[i] + (c1 - c0) * g.hw, out.p[i] + len, 0.0f);
   }
   return out;
+}
+
+// stats(c, nch, b) for a window's tasks (channels [c, c + nch), block of samples b),
+// then finish(c0, c1) for the window (cf's coefficients of its channels), then for the
+// same tasks, sample by sample, apply(o, len, p): the run of len values at o (the
+// sample's planes [c, c + nch)) and its coefficients per value, p[0..3].
+template <class Stats, class Finish, class Apply>
+void by_windows(const Context& ctx, const Geo& g, const Windows& w, const Coefs& cf, Stats&& stats,
+                Finish&& finish, Apply&& apply) {
+  const int nt = threads_for(ctx, g.n * g.c * g.hw);
+  for (int64_t c0 = 0; c0 < g.c; c0 += w.width) {
+    const int64_t c1 = std::min(g.c, c0 + w.width), parts = std::min(w.parts, c1 - c0);
+    across_tasks(nt, g, c0, c1 - c0, parts, stats);
+    finish(c0, c1);
+    const Coefs sp = spread_spans(*ctx.ws, g, cf, c0, c1);
+    across_tasks(nt, g, c0, c1 - c0, parts, [&](int64_t c, int64_t nch, int64_t b) {
+      const int64_t l = (c - c0) * g.hw;
+      const float* p[4] = {sp.p[0] + l, sp.p[1] + l, sp.p[2] + l, sp.p[3] + l};
+      for (int64_t n = b * g.nb; n < std::min(g.n, (b + 1) * g.nb); ++n) apply((n * g.c + c) * g.hw, nch * g.hw, p);
+    });
+  }
 }
 
 // ---- per-channel arithmetic between the passes -----------------------------------------------
@@ -521,29 +538,16 @@ void forward_training(Context& ctx, const bnorm_tensor_t& d, const void* x, cons
   const Windows w = windows_for(ctx, g, es, static_cast<int64_t>(es) * (1 + (z ? 1 : 0) + (stream ? 0 : 1)));
   if (w.width > 0) {
     Welford<double>* st = grown(ctx.ws->states, g.c * g.blocks);
-    Coefs sp;
-    int64_t w0 = 0;
     by_windows(
-        ctx, g, w,
+        ctx, g, w, cf,
         [&](int64_t c, int64_t nch, int64_t b) { k.stats_across(x, g.segs(c, b), nch, st + c * g.blocks + b, g.blocks); },
         [&](int64_t c0, int64_t c1) {
-          for (int64_t c = c0; c < c1; ++c) {
-            Welford<double> s = welford_empty<double>();
-            for (int64_t b = 0; b < g.blocks; ++b) s = welford_merge(s, st[c * g.blocks + b]);
-            channel.set(c, s);
-          }
+          merge_blocks(st, g.blocks, c0, c1, channel);
           k.finish_training(f, c0, c1);
-          sp = spread_spans(*ctx.ws, g, cf, c0, c1);
-          w0 = c0;
         },
-        [&](int64_t c, int64_t nch, int64_t b) {
-          const int64_t n1 = std::min(g.n, (b + 1) * g.nb);
-          const int64_t l = (c - w0) * g.hw, len = nch * g.hw;
-          const LaneAffine ls{sp.p[0] + l, sp.p[1] + l, sp.p[2] + l, sp.p[3] + l};
-          for (int64_t n = b * g.nb; n < n1; ++n) {
-            const int64_t o = (n * g.c + c) * g.hw;  // the sample's planes [c, c + nch)
-            k.span_affine(at(x, o, es), at(z, o, es), at(y, o, es), len, ls, relu, stream);
-          }
+        [&](int64_t o, int64_t len, const float* const* p) {
+          k.span_affine(at(x, o, es), at(z, o, es), at(y, o, es), len, LaneAffine{p[0], p[1], p[2], p[3]}, relu,
+                        stream);
         });
     return;
   }
@@ -591,35 +595,18 @@ void backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* 
       ctx, g, es, static_cast<int64_t>(es) * (2 + (relu ? 1 : 0) + (stream ? 0 : 1) + (dz ? 1 : 0)));
   if (w.width > 0) {
     Sums* bs = grown(ctx.ws->sums, g.c * g.blocks);
-    Coefs sp;
-    int64_t w0 = 0;
     by_windows(
-        ctx, g, w,
+        ctx, g, w, cf,
         [&](int64_t c, int64_t nch, int64_t b) {
           k.grad_sums_across(x, mask, dy, g.segs(c, b), nch, save_mean + c, bs + c * g.blocks + b, g.blocks);
         },
         [&](int64_t c0, int64_t c1) {
-          for (int64_t c = c0; c < c1; ++c) {
-            Sums s{0.0, 0.0};
-            for (int64_t b = 0; b < g.blocks; ++b) {
-              s.g += bs[c * g.blocks + b].g;
-              s.gx += bs[c * g.blocks + b].gx;
-            }
-            sums[c] = s;
-          }
+          add_blocks(bs, g.blocks, c0, c1, sums);
           k.finish_backward(f, c0, c1);
-          sp = spread_spans(*ctx.ws, g, cf, c0, c1);
-          w0 = c0;
         },
-        [&](int64_t c, int64_t nch, int64_t b) {
-          const int64_t n1 = std::min(g.n, (b + 1) * g.nb);
-          const int64_t l = (c - w0) * g.hw, len = nch * g.hw;
-          const LaneDx ls{sp.p[0] + l, sp.p[1] + l, sp.p[2] + l, sp.p[3] + l};
-          for (int64_t n = b * g.nb; n < n1; ++n) {
-            const int64_t o = (n * g.c + c) * g.hw;
-            k.span_dx(at(x, o, es), at(mask, o, es), at(dy, o, es), at(dx, o, es), at(dz, o, es), len, ls, relu,
-                      stream);
-          }
+        [&](int64_t o, int64_t len, const float* const* p) {
+          k.span_dx(at(x, o, es), at(mask, o, es), at(dy, o, es), at(dx, o, es), at(dz, o, es), len,
+                    LaneDx{p[0], p[1], p[2], p[3]}, relu, stream);
         });
     return;
   }
