@@ -257,18 +257,33 @@ TEST_P(CpuFast, SynchronizedPasses) {
   if (per_channel(d) < 2) GTEST_SKIP() << "training needs two values per channel";
   const auto x = input(51), dy = gradient(52);
   const auto gamma = random_vector(d.c, 53, 0.5, 1.5), beta = random_vector(d.c, 54, -1, 1);
-  auto [f, r] = both([&](bnorm_handle_t h) {
-    Buf bx = buf(x), bdy = buf(dy), y = poison(), dx = poison();
-    auto local = poisoned(3 * d.c), global = poisoned(3 * d.c), sums = poisoned(2 * d.c);
-    auto rm = random_vector(d.c, 55, -1, 1), rv = random_vector(d.c, 56, 0.5, 2);
-    auto sm = poisoned(d.c), si = poisoned(d.c), dg = poisoned(d.c), db = poisoned(d.c);
+  // Each handle's forward half, the saved statistics to sm and si.
+  const auto forward = [&](bnorm_handle_t h, Buf& bx, Buf& y, std::vector<float>& local, std::vector<float>& global,
+                           std::vector<float>& rm, std::vector<float>& rv, std::vector<float>& sm,
+                           std::vector<float>& si) {
     EXPECT_EQ(bnorm_sync_local_stats(h, &d, bx.data(), local.data()), BNORM_STATUS_SUCCESS);
     EXPECT_EQ(bnorm_sync_merge_stats(h, d.c, 1, local.data(), global.data()), BNORM_STATUS_SUCCESS);
     EXPECT_EQ(bnorm_sync_forward(h, &d, bx.data(), y.data(), gamma.data(), beta.data(), global.data(), 0.1f, 1e-5f,
                                  rm.data(), rv.data(), sm.data(), si.data()),
               BNORM_STATUS_SUCCESS);
-    EXPECT_EQ(bnorm_sync_backward_sums(h, &d, bx.data(), bdy.data(), sm.data(), sums.data()), BNORM_STATUS_SUCCESS);
-    EXPECT_EQ(bnorm_sync_backward(h, &d, bx.data(), bdy.data(), gamma.data(), sm.data(), si.data(), global.data(),
+  };
+  // The backward half takes the oracle's saved statistics and global state, as the
+  // Backward test does: at |mean|/std = 1e4 a float32 mean one ulp apart moves xhat by
+  // 1e-3, and two forwards' may be (each within its tolerance).
+  auto ol = poisoned(3 * d.c), og = poisoned(3 * d.c), osm = poisoned(d.c), osi = poisoned(d.c);
+  {
+    Buf bx = buf(x), y = poison();
+    auto rm = random_vector(d.c, 55, -1, 1), rv = random_vector(d.c, 56, 0.5, 2);
+    forward(ref_.h, bx, y, ol, og, rm, rv, osm, osi);
+  }
+  auto [f, r] = both([&](bnorm_handle_t h) {
+    Buf bx = buf(x), bdy = buf(dy), y = poison(), dx = poison();
+    auto local = poisoned(3 * d.c), global = poisoned(3 * d.c), sums = poisoned(2 * d.c);
+    auto rm = random_vector(d.c, 55, -1, 1), rv = random_vector(d.c, 56, 0.5, 2);
+    auto sm = poisoned(d.c), si = poisoned(d.c), dg = poisoned(d.c), db = poisoned(d.c);
+    forward(h, bx, y, local, global, rm, rv, sm, si);
+    EXPECT_EQ(bnorm_sync_backward_sums(h, &d, bx.data(), bdy.data(), osm.data(), sums.data()), BNORM_STATUS_SUCCESS);
+    EXPECT_EQ(bnorm_sync_backward(h, &d, bx.data(), bdy.data(), gamma.data(), osm.data(), osi.data(), og.data(),
                                   sums.data(), dx.data(), dg.data(), db.data()),
               BNORM_STATUS_SUCCESS);
     return Outs{local, y.values(), rm, rv, sums, dx.values(), dg, db, si};
@@ -306,20 +321,27 @@ TEST_P(CpuFast, PerSampleNorms) {
     const int64_t rows = d.n * groups, features = kind == 2 ? k_layer : d.c;
     SCOPED_TRACE(kind == 0 ? "group norm, " + std::to_string(groups) + " groups" : kind == 1 ? "instance norm" : "layer norm");
     const auto gamma = random_vector(features, 63, 0.5, 1.5), beta = random_vector(features, 64, -1, 1);
+    const auto forward = [&](bnorm_handle_t h, Buf& bx, Buf& y, std::vector<float>& sm, std::vector<float>& si) {
+      return kind == 2 ? bnorm_layer_norm_forward(h, &d, bx.data(), y.data(), gamma.data(), beta.data(), 1e-5f,
+                                                  sm.data(), si.data())
+                       : bnorm_group_norm_forward(h, &d, groups, bx.data(), y.data(), gamma.data(), beta.data(), 1e-5f,
+                                                  sm.data(), si.data());
+    };
+    // The backward passes take the oracle's saved statistics, as batch norm's do: at
+    // |mean|/std = 1e4 a float32 mean one ulp apart moves xhat by 1e-3, and the two
+    // forwards' may be (each within its tolerance).
+    Buf ox = buf(x), oy = poison();
+    auto osm = poisoned(rows), osi = poisoned(rows);
+    ASSERT_EQ(forward(ref_.h, ox, oy, osm, osi), BNORM_STATUS_SUCCESS) << bnorm_last_error();
     auto [f, r] = both([&](bnorm_handle_t h) {
       Buf bx = buf(x), bdy = buf(dy), y = poison(), dx = poison();
       auto sm = poisoned(rows), si = poisoned(rows), dg = poisoned(features), db = poisoned(features);
-      bnorm_status_t s1, s2;
-      if (kind == 2) {
-        s1 = bnorm_layer_norm_forward(h, &d, bx.data(), y.data(), gamma.data(), beta.data(), 1e-5f, sm.data(), si.data());
-        s2 = bnorm_layer_norm_backward(h, &d, bx.data(), bdy.data(), gamma.data(), sm.data(), si.data(), dx.data(),
-                                       dg.data(), db.data());
-      } else {
-        s1 = bnorm_group_norm_forward(h, &d, groups, bx.data(), y.data(), gamma.data(), beta.data(), 1e-5f, sm.data(),
-                                      si.data());
-        s2 = bnorm_group_norm_backward(h, &d, groups, bx.data(), bdy.data(), gamma.data(), sm.data(), si.data(),
-                                       dx.data(), dg.data(), db.data());
-      }
+      const bnorm_status_t s1 = forward(h, bx, y, sm, si);
+      const bnorm_status_t s2 =
+          kind == 2 ? bnorm_layer_norm_backward(h, &d, bx.data(), bdy.data(), gamma.data(), osm.data(), osi.data(),
+                                                dx.data(), dg.data(), db.data())
+                    : bnorm_group_norm_backward(h, &d, groups, bx.data(), bdy.data(), gamma.data(), osm.data(),
+                                                osi.data(), dx.data(), dg.data(), db.data());
       EXPECT_EQ(s1, BNORM_STATUS_SUCCESS) << bnorm_last_error();
       EXPECT_EQ(s2, BNORM_STATUS_SUCCESS) << bnorm_last_error();
       return Outs{y.values(), sm, si, dx.values(), dg, db};
@@ -364,6 +386,10 @@ const Case kCases[] = {
     // alignment; then 18.7 MB of 11x13 planes (9.4 MB in 16 bits), whose spans stream.
     {96, 512, 7, 7, BNORM_LAYOUT_NCHW, 1e4, true},
     {32, 1024, 11, 13, BNORM_LAYOUT_NCHW, 1, false},
+    // Short planes read a lane per value over the samples (fast_kernels.hpp short_stats):
+    // 37 samples are a chunk of 32 and one of 5, in groups of 8 and the rest; a task's
+    // 47 channels of 100 values take three passes of lanes. Off alignment, large means.
+    {37, 600, 10, 10, BNORM_LAYOUT_NCHW, 1e4, true},
 };
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CpuFast,

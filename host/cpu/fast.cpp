@@ -147,8 +147,8 @@ size_t elem_size(bnorm_dtype_t t) { return t == BNORM_DTYPE_F32 ? 4 : 2; }
 
 // ---- the passes, over all channels ---------------------------------------------------------
 
-// Channels of short planes per task at most: their next row of chunks (4 KiB a channel)
-// is prefetched while the row is read, and must stay in the L2 until then.
+// Channels of short planes per task at most: a window's channels are shared by the
+// threads in tasks of this many, so that they are many enough to share evenly.
 constexpr int64_t kMaxAcross = 64;
 
 // Channel ranges a width of channels is cut into per block of samples: tasks enough for

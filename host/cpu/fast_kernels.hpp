@@ -10,11 +10,13 @@
 // compiled with -ffp-contract=off (no FMA contraction). So SSE2, AVX2 and AVX-512 builds
 // compute the same bits.
 //
-// Numerics, per chunk of at most kChunk values (a part of one run, or several short
-// runs): the statistics are a two-pass mean and M2 in float32, shifted by the chunk's
-// first value so that |mean|/std = 1e4 costs no precision, then merged into a float64
-// Welford state with Chan's formula (kernels/welford.cuh), chunk after chunk. Gradient
-// sums are float32 per chunk and float64 across chunks. Never E[x^2] - E[x]^2.
+// Numerics, per chunk of at most kChunk values (a part of one long run): the statistics
+// are a two-pass mean and M2 in float32, shifted by the chunk's first value so that
+// |mean|/std = 1e4 costs no precision, then merged into a float64 Welford state with
+// Chan's formula (kernels/welford.cuh), chunk after chunk. Short runs of several samples
+// (planes under kChunk values) keep a lane per value of a run instead, its chunks over
+// the samples (short_stats). Gradient sums are float32 per chunk and float64 across
+// chunks. Never E[x^2] - E[x]^2.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -380,9 +382,161 @@ __attribute__((flatten)) Welford<double> chunk_stats(const T* p, int64_t len, in
   return Welford<double>{cnt, static_cast<double>(k0) + shift, lane_total(acc2) - cnt * e * e};
 }
 
+// ---- short runs: a lane per value of a run, over the runs ----------------------------------
+// Short runs (planes shorter than kChunk values, several per block) are read in memory
+// order: nch channels' runs side by side (channel i's at s's moved by i * s.len, an NCHW
+// tensor's planes (n, c0 + i)) as one span per sample, kGroup spans at once, each value
+// of a span its own lane (position p). Chunks per lane: kRunChunk runs, in groups of
+// kGroup read once into registers for a two-pass mean and M2 in float32 about the
+// chunk's shift (the block's first run at p, so |mean|/std = 1e4 costs nothing), merged
+// with Chan's formula in float32 within the chunk and in float64 across chunks; then a
+// channel's lanes, all of one count, fold in float64 by a two-pass over their means.
+// Runs a channel's stride apart were read at half the memory's speed (bench/NOTES.md),
+// and a chunk of one channel's runs paid two lane totals and a merge per 1024 values.
+// The lanes are fixed by the run length and the block, never by nch or a thread.
+constexpr int64_t kSpanLanes = 2048;  // lanes per pass: their arrays (28 bytes a lane) in the L2
+constexpr int kGroup = 8;             // runs read at once (statistics)
+constexpr int kSumGroup = 4;          // and for the sums, of two or three tensors each
+constexpr int64_t kRunChunk = 32;     // runs per float32 chunk (kLanes' bound)
+
+BNORM_ALWAYS_INLINE bool short_runs(const Segs& s) { return s.len < kChunk && s.count > 1; }
+
+// Whole channels per pass (short runs: at least two).
+BNORM_ALWAYS_INLINE int64_t channels_per_pass(const Segs& s) { return kSpanLanes / s.len; }
+static_assert(kSpanLanes >= 2 * kChunk);
+
+template <class T>
+__attribute__((flatten)) void short_stats(const T* x, const Segs& s, int64_t nch, Welford<double>* out,
+                                          int64_t os) {
+  alignas(64) float k0[kSpanLanes + kLanes], m[kSpanLanes + kLanes], q[kSpanLanes + kLanes];
+  alignas(64) double md[kSpanLanes], qd[kSpanLanes];
+  const int64_t per = channels_per_pass(s);
+  for (int64_t c0 = 0; c0 < nch; c0 += per) {
+    const int64_t cn = std::min(per, nch - c0), len = cn * s.len;
+    const T* base = x + s.off + c0 * s.len;
+    for_blocks(len, [&](int64_t l, int n) { put(k0 + l, load(base + l, n)); });  // past len: 0
+    double cnt = 0.0;
+    for (int64_t r0 = 0; r0 < s.count; r0 += kRunChunk) {
+      const int64_t runs = std::min(kRunChunk, s.count - r0);
+      for (int64_t r = 0; r < runs; r += kGroup) {
+        const int gs = static_cast<int>(std::min<int64_t>(kGroup, runs - r));
+        const T* p = base + (r0 + r) * s.stride;
+        const float a = static_cast<float>(r), b = static_cast<float>(gs);
+        const float wb = b / (a + b), wab = a * wb, inv = 1.0f / b;
+        // Lanes past len are 0 - 0: they add nothing and are never read.
+        for_blocks(len, [&](int64_t l, int n) {
+          const Blk kk = at(k0 + l);
+          Blk sum = zero();
+          for (int i = 0; i < gs; ++i) sum += load(p + i * s.stride + l, n) - kk;
+          const Blk mg = sum * inv;
+          Blk qg = zero();
+          for (int i = 0; i < gs; ++i) {
+            const Blk d = (load(p + i * s.stride + l, n) - kk) - mg;
+            qg += d * d;
+          }
+          if (r == 0) {
+            put(m + l, mg);
+            put(q + l, qg);
+            return;
+          }
+          const Blk ma = at(m + l), delta = mg - ma;
+          put(m + l, ma + delta * wb);
+          put(q + l, (at(q + l) + qg) + delta * delta * wab);
+        });
+      }
+      const double nb = static_cast<double>(runs), nt = cnt + nb, w = nb / nt, wc = cnt * w;
+      if (r0 == 0) {
+        for (int64_t l = 0; l < len; ++l) {
+          md[l] = static_cast<double>(k0[l]) + static_cast<double>(m[l]);
+          qd[l] = q[l];
+        }
+      } else {
+        for (int64_t l = 0; l < len; ++l) {
+          const double delta = (static_cast<double>(k0[l]) + static_cast<double>(m[l])) - md[l];
+          md[l] += delta * w;
+          qd[l] += static_cast<double>(q[l]) + delta * delta * wc;
+        }
+      }
+      cnt = nt;
+    }
+    for (int64_t i = 0; i < cn; ++i) {
+      const double* pm = md + i * s.len;
+      const double* pq = qd + i * s.len;
+      double sm = 0.0;
+      for (int64_t j = 0; j < s.len; ++j) sm += pm[j];
+      const double mean = sm / static_cast<double>(s.len);
+      double sq = 0.0, dev = 0.0;
+      for (int64_t j = 0; j < s.len; ++j) {
+        const double e = pm[j] - mean;
+        sq += pq[j];
+        dev += e * e;
+      }
+      out[(c0 + i) * os] = Welford<double>{cnt * static_cast<double>(s.len), mean, sq + cnt * dev};
+    }
+  }
+}
+
+// sum(g) and sum(g * (x - mean[i])) per channel, as short_stats reads: float32 per lane
+// and chunk, float64 across chunks, a channel's lanes added in order.
+template <class T>
+__attribute__((flatten)) void short_grad_sums(const T* x, const T* y, const T* dy, const Segs& s, int64_t nch,
+                                              const float* mean, Sums* out, int64_t os) {
+  alignas(64) float mv[kSpanLanes + kLanes], ag[kSpanLanes + kLanes], agx[kSpanLanes + kLanes];
+  alignas(64) double sg[kSpanLanes], sgx[kSpanLanes];
+  const int64_t per = channels_per_pass(s);
+  for (int64_t c0 = 0; c0 < nch; c0 += per) {
+    const int64_t cn = std::min(per, nch - c0), len = cn * s.len, pl = (len + kLanes - 1) / kLanes * kLanes;
+    const int64_t base = s.off + c0 * s.len;
+    for (int64_t i = 0; i < cn; ++i) std::fill_n(mv + i * s.len, s.len, mean[c0 + i]);
+    std::fill(mv + len, mv + pl, 0.0f);
+    std::fill_n(sg, len, 0.0);
+    std::fill_n(sgx, len, 0.0);
+    for (int64_t r0 = 0; r0 < s.count; r0 += kRunChunk) {
+      const int64_t runs = std::min(kRunChunk, s.count - r0);
+      std::fill_n(ag, pl, 0.0f);
+      std::fill_n(agx, pl, 0.0f);
+      for (int64_t r = 0; r < runs; r += kSumGroup) {
+        const int gs = static_cast<int>(std::min<int64_t>(kSumGroup, runs - r));
+        const int64_t o = base + (r0 + r) * s.stride;
+        // Lanes past len load 0 and add 0.
+        for_blocks(len, [&](int64_t l, int n) {
+          const Blk mk = at(mv + l);
+          Blk a = zero(), b = zero();
+          for (int i = 0; i < gs; ++i) {
+            const int64_t q = o + i * s.stride + l;
+            Blk g = load(dy + q, n);
+            if (y) g = masked(g, load(y + q, n));
+            a += g;
+            b += g * (load(x + q, n) - mk);
+          }
+          put(ag + l, at(ag + l) + a);
+          put(agx + l, at(agx + l) + b);
+        });
+      }
+      for (int64_t l = 0; l < len; ++l) {
+        sg[l] += ag[l];
+        sgx[l] += agx[l];
+      }
+    }
+    for (int64_t i = 0; i < cn; ++i) {
+      Sums t{0.0, 0.0};
+      for (int64_t j = 0; j < s.len; ++j) {
+        t.g += sg[i * s.len + j];
+        t.gx += sgx[i * s.len + j];
+      }
+      out[(c0 + i) * os] = t;
+    }
+  }
+}
+
 template <class T>
 __attribute__((flatten)) Welford<double> stats(const void* xv, const Segs& s) {
   const T* x = static_cast<const T*>(xv);
+  if (short_runs(s)) {
+    Welford<double> st;
+    short_stats(x, s, 1, &st, 0);
+    return st;
+  }
   Welford<double> st = welford_empty<double>();
   for_each_chunk(s, [&](int64_t off, int64_t len, int64_t stride, int64_t runs) {
     st = welford_merge(st, chunk_stats(x + off, len, stride, runs));
@@ -417,6 +571,10 @@ __attribute__((flatten)) Sums grad_sums(const void* xv, const void* maskv, const
   const T* y = static_cast<const T*>(maskv);
   const T* dy = static_cast<const T*>(dyv);
   Sums out{0.0, 0.0};
+  if (short_runs(s)) {
+    short_grad_sums(x, y, dy, s, 1, &mean, &out, 0);
+    return out;
+  }
   for_each_chunk(s, [&](int64_t off, int64_t len, int64_t stride, int64_t runs) {
     chunk_grad_sums(x, y, dy, off, len, stride, runs, mean, out);
   });
@@ -428,11 +586,11 @@ __attribute__((flatten)) Sums grad_sums(const void* xv, const void* maskv, const
 // NCHW tensor's planes (n, c0 + i)): per channel what stats() and grad_sums() compute,
 // the same chunks merged in the same order, so the same bits. The channels are taken in
 // turn within each row of chunks, so memory is read as runs of nch planes, not a plane
-// per sample apart (short runs a channel's stride apart run at a third of the memory's
-// speed); short planes also prefetch the next row of chunks, whose g runs would otherwise
-// be asked for by the channels in turn. f(channel, first value, run length, stride, runs).
-template <class F, class P>
-BNORM_ALWAYS_INLINE void for_each_chunk_across(const Segs& s, int64_t nch, P&& prefetch, F&& f) {
+// per sample apart. (Short runs of several samples go to short_stats and
+// short_grad_sums, which read so themselves.) f(channel, first value, run length,
+// stride, runs).
+template <class F>
+BNORM_ALWAYS_INLINE void for_each_chunk_across(const Segs& s, int64_t nch, F&& f) {
   if (s.len >= kChunk) {
     const int64_t q = (s.len + kChunk - 1) / kChunk;
     for (int64_t k = 0; k < s.count; ++k)
@@ -445,21 +603,9 @@ BNORM_ALWAYS_INLINE void for_each_chunk_across(const Segs& s, int64_t nch, P&& p
   }
   const int64_t g = kChunk / s.len;
   for (int64_t k = 0; k < s.count; k += g) {
-    if (g > 1 && k + g < s.count)
-      for (int64_t r = k + g; r < std::min(s.count, k + 2 * g); ++r) prefetch(s.off + r * s.stride, nch * s.len);
     const int64_t runs = k + g <= s.count ? g : s.count - k;
     for (int64_t i = 0; i < nch; ++i) f(i, s.off + i * s.len + k * s.stride, s.len, s.stride, runs);
   }
-}
-
-// The cache lines of len values at p + off.
-template <class T>
-BNORM_ALWAYS_INLINE void prefetch_run(const T* p, int64_t off, int64_t len) {
-  if (!p) return;
-  const uintptr_t e = reinterpret_cast<uintptr_t>(p + off + len);
-  for (uintptr_t a = reinterpret_cast<uintptr_t>(p + off) & ~uintptr_t{63}; a < e; a += 64)
-    // volatile asm: GCC 12 drops __builtin_prefetch in this loop once inlined.
-    asm volatile("prefetcht0 %0" : : "m"(*reinterpret_cast<const char*>(a)));
 }
 
 // out[i * os]: channel i's state.
@@ -467,12 +613,11 @@ template <class T>
 __attribute__((flatten)) void stats_across(const void* xv, const Segs& s, int64_t nch, Welford<double>* out,
                                            int64_t os) {
   const T* x = static_cast<const T*>(xv);
+  if (short_runs(s)) return short_stats(x, s, nch, out, os);
   for (int64_t i = 0; i < nch; ++i) out[i * os] = welford_empty<double>();
-  for_each_chunk_across(
-      s, nch, [&](int64_t off, int64_t len) { prefetch_run(x, off, len); },
-      [&](int64_t i, int64_t off, int64_t len, int64_t stride, int64_t runs) {
-        out[i * os] = welford_merge(out[i * os], chunk_stats(x + off, len, stride, runs));
-      });
+  for_each_chunk_across(s, nch, [&](int64_t i, int64_t off, int64_t len, int64_t stride, int64_t runs) {
+    out[i * os] = welford_merge(out[i * os], chunk_stats(x + off, len, stride, runs));
+  });
 }
 
 // out[i * os]: channel i's sums, about mean[i].
@@ -482,17 +627,11 @@ __attribute__((flatten)) void grad_sums_across(const void* xv, const void* maskv
   const T* x = static_cast<const T*>(xv);
   const T* y = static_cast<const T*>(maskv);
   const T* dy = static_cast<const T*>(dyv);
+  if (short_runs(s)) return short_grad_sums(x, y, dy, s, nch, mean, out, os);
   for (int64_t i = 0; i < nch; ++i) out[i * os] = Sums{0.0, 0.0};
-  for_each_chunk_across(
-      s, nch,
-      [&](int64_t off, int64_t len) {
-        prefetch_run(x, off, len);
-        prefetch_run(y, off, len);
-        prefetch_run(dy, off, len);
-      },
-      [&](int64_t i, int64_t off, int64_t len, int64_t stride, int64_t runs) {
-        chunk_grad_sums(x, y, dy, off, len, stride, runs, mean[i], out[i * os]);
-      });
+  for_each_chunk_across(s, nch, [&](int64_t i, int64_t off, int64_t len, int64_t stride, int64_t runs) {
+    chunk_grad_sums(x, y, dy, off, len, stride, runs, mean[i], out[i * os]);
+  });
 }
 
 // Elementwise over the runs of s; a block is read before it is written, so y may alias
