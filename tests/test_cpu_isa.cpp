@@ -79,6 +79,25 @@ TEST_P(CpuIsa, EveryLoopGivesTheSameBits) {
         EXPECT_EQ(d.out1, d.out2) << "stream " << stream;
         EXPECT_EQ(dz1, dz2);
       }
+      if (len < 1024) {  // short runs a lane per value (Segs::lanes): groups, chunks and passes of lanes
+        const int64_t runs = 37, nch = 3;
+        Data e(t, runs * nch * len + nch * len + 7);
+        const Segs sl{2, len, nch * len, runs, true};
+        EXPECT_TRUE(same(base.stats(e.x.data(), sl), k.stats(e.x.data(), sl)));
+        EXPECT_TRUE(same(base.grad_sums(e.x.data(), e.y.data(), e.dy.data(), sl, 50.1f),
+                         k.grad_sums(e.x.data(), e.y.data(), e.dy.data(), sl, 50.1f)));
+        std::vector<Welford<double>> w1(nch), w2(nch);
+        base.stats_across(e.x.data(), sl, nch, w1.data(), 1);
+        k.stats_across(e.x.data(), sl, nch, w2.data(), 1);
+        std::vector<Sums> s1(nch), s2(nch);
+        const float means[3] = {50.1f, 49.9f, 50.0f};
+        base.grad_sums_across(e.x.data(), nullptr, e.dy.data(), sl, nch, means, s1.data(), 1);
+        k.grad_sums_across(e.x.data(), nullptr, e.dy.data(), sl, nch, means, s2.data(), 1);
+        for (int64_t i = 0; i < nch; ++i) {
+          EXPECT_TRUE(same(w1[i], w2[i])) << "channel " << i;
+          EXPECT_TRUE(same(s1[i], s2[i])) << "channel " << i;
+        }
+      }
       for (int w : {3, 33, 64, 100}) {
         SCOPED_TRACE("w " + std::to_string(w));
         const int64_t nv = std::min<int64_t>(3 * len + 7, 32 * w + 5);

@@ -87,10 +87,11 @@ struct Geo {
   int w = 1;
   int64_t chunk_rows = 1, block_rows = 1, row_blocks = 1, total_rows = 0;
   bool stream = false;  // outputs past the caches
+  bool lanes = false;   // short planes reduced a lane per value (Segs::lanes)
 
   Segs segs(int64_t ch, int64_t b) const {
     const int64_t n0 = b * nb, cnt = std::min(nb, n - n0);
-    return Segs{(n0 * c + ch) * hw, hw, c * hw, cnt};
+    return Segs{(n0 * c + ch) * hw, hw, c * hw, cnt, lanes};
   }
   int64_t row0(int64_t b) const { return b * block_rows; }
   int64_t rows_in(int64_t b) const { return std::min(block_rows, total_rows - b * block_rows); }
@@ -130,10 +131,24 @@ Geo geometry(int64_t n, int64_t c, int64_t hw, bool channels_last) {
 constexpr int64_t kStreamBytes = int64_t{16} << 20;
 constexpr int64_t kStreamRun = 1024;
 
+size_t elem_size(bnorm_dtype_t t) { return t == BNORM_DTYPE_F32 ? 4 : 2; }
+
+// Windows for x of this many bytes or more, of planes shorter than kStreamRun values:
+// smaller tensors stay in the L3 from call to call and run a channel per task (one
+// fork and join, not two per window); long planes are long runs already, and their
+// channel per task (statistics, then output from the L2 or L3) ran 0.72 to 1.0 times
+// the windows' time on (32, 64, 56, 56) to (256, 64, 112, 112) (bench/NOTES.md).
+constexpr int64_t kWindowMin = int64_t{8} << 20;
+
 Geo geometry(const bnorm_tensor_t& d) {
   Geo g = geometry(d.n, d.c, d.h * d.w, d.layout == BNORM_LAYOUT_NHWC);
   g.stream = !g.rows && d.dtype == BNORM_DTYPE_F32 && d.n * d.c * d.h * d.w * 4 >= kStreamBytes &&
              d.h * d.w >= kStreamRun;
+  // The tensors that run in windows (windows_for): their statistics and sums read a
+  // window's planes in memory order, a lane per value, on every path (1.2 to 1.4 times
+  // as fast on 7x7 layers; on tensors in the caches, a channel per task, slower: bench/NOTES.md).
+  g.lanes = !g.rows && d.h * d.w < kStreamRun &&
+            d.n * d.c * d.h * d.w * static_cast<int64_t>(elem_size(d.dtype)) >= kWindowMin;
   return g;
 }
 
@@ -143,7 +158,6 @@ const char* at(const void* p, int64_t elems, size_t elem) {
 char* at(void* p, int64_t elems, size_t elem) {
   return p ? static_cast<char*>(p) + elems * static_cast<int64_t>(elem) : nullptr;
 }
-size_t elem_size(bnorm_dtype_t t) { return t == BNORM_DTYPE_F32 ? 4 : 2; }
 
 // ---- the passes, over all channels ---------------------------------------------------------
 
@@ -428,12 +442,6 @@ bool channel_tasks(const Context& ctx, const Geo& g) {
 // 4 MiB runs at 78 GB/s, of 8 MiB at 61, of 16 MiB at 40 (the memory: 25); 4 MiB
 // windows ran (256, 512, 7, 7) 10% faster than 8.
 constexpr int64_t kWindowBytes = int64_t{4} << 20;
-// Windows for x of this many bytes or more, of planes shorter than kStreamRun values:
-// smaller tensors stay in the L3 from call to call and run a channel per task (one
-// fork and join, not two per window); long planes are long runs already, and their
-// channel per task (statistics, then output from the L2 or L3) ran 0.72 to 1.0 times
-// the windows' time on (32, 64, 56, 56) to (256, 64, 112, 112) (bench/NOTES.md).
-constexpr int64_t kWindowMin = int64_t{8} << 20;
 
 struct Windows {
   int64_t width = 0;  // channels per window; 0: no windows

@@ -19,9 +19,12 @@ constexpr int kLanes = 32;
 // lane keeps a lane's float32 sum within ~2e-6 relative error in the worst case.
 constexpr int64_t kChunk = 1024;
 
-// count runs of len values, stride apart, the first at off (elements).
+// count runs of len values, stride apart, the first at off (elements). lanes: short runs
+// of several samples are reduced a lane per value over the runs (fast_kernels.hpp
+// short_stats; the caller decides per tensor, so every path of a tensor agrees).
 struct Segs {
   int64_t off, len, stride, count;
+  bool lanes = false;
 };
 
 struct Sums {

@@ -383,8 +383,8 @@ __attribute__((flatten)) Welford<double> chunk_stats(const T* p, int64_t len, in
 }
 
 // ---- short runs: a lane per value of a run, over the runs ----------------------------------
-// Short runs (planes shorter than kChunk values, several per block) are read in memory
-// order: nch channels' runs side by side (channel i's at s's moved by i * s.len, an NCHW
+// Short runs (planes shorter than kChunk values, several per block) of the tensors a
+// caller marks (Segs::lanes: those past the caches, fast.cpp) are read in memory order: nch channels' runs side by side (channel i's at s's moved by i * s.len, an NCHW
 // tensor's planes (n, c0 + i)) as one span per sample, kGroup spans at once, each value
 // of a span its own lane (position p). Chunks per lane: kRunChunk runs, in groups of
 // kGroup read once into registers for a two-pass mean and M2 in float32 about the
@@ -399,7 +399,11 @@ constexpr int kGroup = 8;             // runs read at once (statistics)
 constexpr int kSumGroup = 4;          // and for the sums, of two or three tensors each
 constexpr int64_t kRunChunk = 32;     // runs per float32 chunk (kLanes' bound)
 
-BNORM_ALWAYS_INLINE bool short_runs(const Segs& s) { return s.len < kChunk && s.count > 1; }
+BNORM_ALWAYS_INLINE bool short_runs(const Segs& s) { return s.lanes && s.len < kChunk && s.count > 1; }
+// The sums only for planes under kSumLanesRun values: 28x28 layers' backward ran 0.85 to
+// 1.03 times as fast in lanes, 7x7's 1.36 to 1.43 (bench/NOTES.md).
+constexpr int64_t kSumLanesRun = 256;
+BNORM_ALWAYS_INLINE bool short_sum_runs(const Segs& s) { return short_runs(s) && s.len < kSumLanesRun; }
 
 // Whole channels per pass (short runs: at least two).
 BNORM_ALWAYS_INLINE int64_t channels_per_pass(const Segs& s) { return kSpanLanes / s.len; }
@@ -571,7 +575,7 @@ __attribute__((flatten)) Sums grad_sums(const void* xv, const void* maskv, const
   const T* y = static_cast<const T*>(maskv);
   const T* dy = static_cast<const T*>(dyv);
   Sums out{0.0, 0.0};
-  if (short_runs(s)) {
+  if (short_sum_runs(s)) {
     short_grad_sums(x, y, dy, s, 1, &mean, &out, 0);
     return out;
   }
@@ -586,9 +590,8 @@ __attribute__((flatten)) Sums grad_sums(const void* xv, const void* maskv, const
 // NCHW tensor's planes (n, c0 + i)): per channel what stats() and grad_sums() compute,
 // the same chunks merged in the same order, so the same bits. The channels are taken in
 // turn within each row of chunks, so memory is read as runs of nch planes, not a plane
-// per sample apart. (Short runs of several samples go to short_stats and
-// short_grad_sums, which read so themselves.) f(channel, first value, run length,
-// stride, runs).
+// per sample apart. (Marked short runs go to short_stats and short_grad_sums, which
+// read so themselves.) f(channel, first value, run length, stride, runs).
 template <class F>
 BNORM_ALWAYS_INLINE void for_each_chunk_across(const Segs& s, int64_t nch, F&& f) {
   if (s.len >= kChunk) {
@@ -627,7 +630,7 @@ __attribute__((flatten)) void grad_sums_across(const void* xv, const void* maskv
   const T* x = static_cast<const T*>(xv);
   const T* y = static_cast<const T*>(maskv);
   const T* dy = static_cast<const T*>(dyv);
-  if (short_runs(s)) return short_grad_sums(x, y, dy, s, nch, mean, out, os);
+  if (short_sum_runs(s)) return short_grad_sums(x, y, dy, s, nch, mean, out, os);
   for (int64_t i = 0; i < nch; ++i) out[i * os] = Sums{0.0, 0.0};
   for_each_chunk_across(s, nch, [&](int64_t i, int64_t off, int64_t len, int64_t stride, int64_t runs) {
     chunk_grad_sums(x, y, dy, off, len, stride, runs, mean[i], out[i * os]);
