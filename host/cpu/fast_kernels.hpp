@@ -384,7 +384,8 @@ __attribute__((flatten)) Welford<double> chunk_stats(const T* p, int64_t len, in
 
 // ---- short runs: a lane per value of a run, over the runs ----------------------------------
 // Short runs (planes shorter than kChunk values, several per block) of the tensors a
-// caller marks (Segs::lanes: those past the caches, fast.cpp) are read in memory order: nch channels' runs side by side (channel i's at s's moved by i * s.len, an NCHW
+// caller marks (Segs::lanes: those past the caches, fast.cpp) are read in memory order:
+// nch channels' runs side by side (channel i's at s's moved by i * s.len, an NCHW
 // tensor's planes (n, c0 + i)) as one span per sample, kGroup spans at once, each value
 // of a span its own lane (position p). Chunks per lane: kRunChunk runs, in groups of
 // kGroup read once into registers for a two-pass mean and M2 in float32 about the
@@ -397,7 +398,7 @@ __attribute__((flatten)) Welford<double> chunk_stats(const T* p, int64_t len, in
 constexpr int64_t kSpanLanes = 2048;  // lanes per pass: their arrays (28 bytes a lane) in the L2
 constexpr int kGroup = 8;             // runs read at once (statistics)
 constexpr int kSumGroup = 4;          // and for the sums, of two or three tensors each
-constexpr int64_t kRunChunk = 32;     // runs per float32 chunk (kLanes' bound)
+constexpr int64_t kRunChunk = 32;     // runs per float32 chunk: 32 values a lane, as kChunk's
 
 BNORM_ALWAYS_INLINE bool short_runs(const Segs& s) { return s.lanes && s.len < kChunk && s.count > 1; }
 // The sums only for planes under kSumLanesRun values: 28x28 layers' backward ran 0.85 to
