@@ -87,11 +87,11 @@ struct Geo {
   int w = 1;
   int64_t chunk_rows = 1, block_rows = 1, row_blocks = 1, total_rows = 0;
   bool stream = false;  // outputs past the caches
-  bool lanes = false;   // short planes reduced a lane per value (Segs::lanes)
+  bool windowed = false;  // runs in windows (by_windows), its short planes a lane per value (Segs::lanes)
 
   Segs segs(int64_t ch, int64_t b) const {
     const int64_t n0 = b * nb, cnt = std::min(nb, n - n0);
-    return Segs{(n0 * c + ch) * hw, hw, c * hw, cnt, lanes};
+    return Segs{(n0 * c + ch) * hw, hw, c * hw, cnt, windowed};
   }
   int64_t row0(int64_t b) const { return b * block_rows; }
   int64_t rows_in(int64_t b) const { return std::min(block_rows, total_rows - b * block_rows); }
@@ -144,11 +144,12 @@ Geo geometry(const bnorm_tensor_t& d) {
   Geo g = geometry(d.n, d.c, d.h * d.w, d.layout == BNORM_LAYOUT_NHWC);
   g.stream = !g.rows && d.dtype == BNORM_DTYPE_F32 && d.n * d.c * d.h * d.w * 4 >= kStreamBytes &&
              d.h * d.w >= kStreamRun;
-  // The tensors that run in windows (windows_for): their statistics and sums read a
-  // window's planes in memory order, a lane per value, on every path (1.2 to 1.4 times
-  // as fast on 7x7 layers; on tensors in the caches, a channel per task, slower: bench/NOTES.md).
-  g.lanes = !g.rows && d.h * d.w < kStreamRun &&
-            d.n * d.c * d.h * d.w * static_cast<int64_t>(elem_size(d.dtype)) >= kWindowMin;
+  // The tensors that run in windows (windows_for, the one place this is decided): their
+  // statistics and sums read a window's planes in memory order, a lane per value, on
+  // every path (1.4 times as fast on 7x7 layers; on tensors in the caches, a channel per
+  // task, slower: bench/NOTES.md).
+  g.windowed = !g.rows && d.h * d.w < kStreamRun &&
+               d.n * d.c * d.h * d.w * static_cast<int64_t>(elem_size(d.dtype)) >= kWindowMin;
   return g;
 }
 
@@ -448,13 +449,12 @@ struct Windows {
   int64_t parts = 1;  // channel ranges per window and block of samples
 };
 
-// es: x's element size; bytes: those of a value's tensors that stay cached between the
-// passes.
-Windows windows_for(const Context& ctx, const Geo& g, size_t es, int64_t bytes) {
+// For the tensors geometry() marks windowed. bytes: those of a value's tensors that
+// stay cached between the passes.
+Windows windows_for(const Context& ctx, const Geo& g, int64_t bytes) {
   Windows w;
   const int64_t per_channel = g.n * g.hw * bytes;
-  if (g.rows || g.blocks == 0 || g.hw >= kStreamRun || g.n * g.c * g.hw * static_cast<int64_t>(es) < kWindowMin)
-    return w;
+  if (!g.windowed || g.blocks == 0) return w;
   w.width = std::clamp<int64_t>(kWindowBytes / per_channel, 1, g.c);
   w.width = ceil_div(g.c, ceil_div(g.c, w.width));  // windows of near-equal width
   w.parts = parts_for(g, w.width, threads_for(ctx, g.n * g.c * g.hw));
@@ -543,7 +543,7 @@ void forward_training(Context& ctx, const bnorm_tensor_t& d, const void* x, cons
                                            save_mean, save_invstd);
   const size_t es = elem_size(d.dtype);
   const bool stream = streams(d);
-  const Windows w = windows_for(ctx, g, es, static_cast<int64_t>(es) * (1 + (z ? 1 : 0) + (stream ? 0 : 1)));
+  const Windows w = windows_for(ctx, g, static_cast<int64_t>(es) * (1 + (z ? 1 : 0) + (stream ? 0 : 1)));
   if (w.width > 0) {
     Welford<double>* st = grown(ctx.ws->states, g.c * g.blocks);
     by_windows(
@@ -600,7 +600,7 @@ void backward(Context& ctx, const bnorm_tensor_t& d, const void* x, const void* 
   const size_t es = elem_size(d.dtype);
   const bool stream = streams(d);
   const Windows w = windows_for(
-      ctx, g, es, static_cast<int64_t>(es) * (2 + (relu ? 1 : 0) + (stream ? 0 : 1) + (dz ? 1 : 0)));
+      ctx, g, static_cast<int64_t>(es) * (2 + (relu ? 1 : 0) + (stream ? 0 : 1) + (dz ? 1 : 0)));
   if (w.width > 0) {
     Sums* bs = grown(ctx.ws->sums, g.c * g.blocks);
     by_windows(
