@@ -383,9 +383,11 @@ const Case kCases[] = {
     {16, 4, 256, 257, BNORM_LAYOUT_NCHW, 1, false},
     // Past fast.cpp's kWindowMin in float32: windows of adjacent channels, a sample's
     // planes of a window as one run (a span), here with large means and off their
-    // alignment; then 18.7 MB of 11x13 planes (9.4 MB in 16 bits), whose spans stream.
+    // alignment; then 18.7 MB of 11x13 planes (9.4 MB in 16 bits), whose spans stream,
+    // and whose inference and frozen backward stream as one walk over the planes
+    // (fast_kernels.hpp RunWalk), off alignment.
     {96, 512, 7, 7, BNORM_LAYOUT_NCHW, 1e4, true},
-    {32, 1024, 11, 13, BNORM_LAYOUT_NCHW, 1, false},
+    {32, 1024, 11, 13, BNORM_LAYOUT_NCHW, 1, true},
     // Short planes read a lane per value over the samples (fast_kernels.hpp short_stats):
     // 37 samples are a chunk of 32 and one of 5, in groups of 8 and the rest; a task's
     // 47 channels of 100 values take three passes of lanes. Off alignment, large means.

@@ -123,11 +123,14 @@ Geo geometry(int64_t n, int64_t c, int64_t hw, bool channels_last) {
   return g;
 }
 
-// Outputs of at least this many bytes are written past the caches (planes, float32):
-// they would not stay cached for the next layer anyway, and a normal store reads each
-// line before writing it. Only planes of kStreamRun values or more: a short plane is
-// mostly its unaligned head and tail, normal stores beside non-temporal ones, which ran
-// (256, 512, 7, 7) inference at a seventh of its speed.
+// Outputs of at least this many bytes are written past the caches (float32): they
+// would not stay cached for the next layer anyway, and a normal store reads each line
+// before writing it. Planes of kLanes values or more: a short plane streamed on its own
+// is mostly its unaligned head and tail, normal stores beside non-temporal ones (that
+// ran (256, 512, 7, 7) inference at a seventh of its speed), so the passes over short
+// planes walk many planes as one run (affine_flat, dx_flat, the windows' spans) and
+// store aligned full blocks. Tensors that large with planes under kStreamRun values all
+// run in windows: no pass takes them a plane at a time.
 constexpr int64_t kStreamBytes = int64_t{16} << 20;
 constexpr int64_t kStreamRun = 1024;
 
@@ -143,7 +146,7 @@ constexpr int64_t kWindowMin = int64_t{8} << 20;
 Geo geometry(const bnorm_tensor_t& d) {
   Geo g = geometry(d.n, d.c, d.h * d.w, d.layout == BNORM_LAYOUT_NHWC);
   g.stream = !g.rows && d.dtype == BNORM_DTYPE_F32 && d.n * d.c * d.h * d.w * 4 >= kStreamBytes &&
-             d.h * d.w >= kStreamRun;
+             d.h * d.w >= kLanes;
   // The tensors that run in windows (windows_for, the one place this is decided): their
   // statistics and sums read a window's planes in memory order, a lane per value, on
   // every path (1.4 times as fast on 7x7 layers; on tensors in the caches, a channel per

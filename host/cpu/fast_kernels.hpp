@@ -65,6 +65,12 @@ struct Mask {
 };
 
 BNORM_ALWAYS_INLINE V splat(float f) { return V{} + f; }
+// f in every lane, bit for bit (splat's V{} + f makes -0 into +0).
+BNORM_ALWAYS_INLINE V exact_splat(float f) {
+  V v;
+  for (int j = 0; j < kW; ++j) v[j] = f;
+  return v;
+}
 BNORM_ALWAYS_INLINE Blk bsplat(float f) {
   Blk b;
   for (int k = 0; k < kN; ++k) b.v[k] = splat(f);
@@ -674,34 +680,84 @@ BNORM_ALWAYS_INLINE void store_out(T* p, const Blk& v, int n, bool stream) {
 // (arrays read at the value's offset: span_affine, span_dx). The same arithmetic.
 struct RunAffine {
   const Affine& a;
-  BNORM_ALWAYS_INLINE Blk operator()(int64_t, const Blk& x) const {
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t, int, const Blk& x) const {
     return ((x - a.mean_hi) - a.mean_lo) * a.scale + a.shift;
   }
 };
 struct ValueAffine {
   const LaneAffine& a;
-  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, const Blk& x) const {
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, int, const Blk& x) const {
     return ((x - at(a.mean_hi + o)) - at(a.mean_lo + o)) * at(a.scale + o) + at(a.shift + o);
   }
 };
 // g * g' + (xc * (x - mean) + c0), or g * g' + c0 without x.
 struct RunDx {
   const DxCoef& a;
-  BNORM_ALWAYS_INLINE Blk operator()(int64_t, const Blk& g, const Blk& x) const {
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t, int, const Blk& g, const Blk& x) const {
     return g * a.g + ((x - a.mean) * a.xc + a.c0);
   }
-  BNORM_ALWAYS_INLINE Blk operator()(int64_t, const Blk& g) const { return g * a.g + a.c0; }
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t, int, const Blk& g) const { return g * a.g + a.c0; }
 };
 struct ValueDx {
   const LaneDx& a;
-  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, const Blk& g, const Blk& x) const {
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, int, const Blk& g, const Blk& x) const {
     return g * at(a.g + o) + ((x - at(a.mean + o)) * at(a.xc + o) + at(a.c0 + o));
   }
-  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, const Blk& g) const { return g * at(a.g + o) + at(a.c0 + o); }
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, int, const Blk& g) const { return g * at(a.g + o) + at(a.c0 + o); }
+};
+
+// Runs of hw values back to back, run r of channel (ch0 + r) % c, four coefficient
+// arrays per channel: walked block by block in order, a block that reaches into the
+// next run gets each lane's own channel's coefficients by a select. Blocks need not
+// start at a run, so a streamed pass over short planes stores aligned full blocks but
+// at its two ends (a 7x7 plane streamed on its own is mostly a partial head and tail).
+// The values are those of a whole-run set.
+struct RunWalk {
+  const float* p[4];
+  int64_t hw, c, ch, nx, end;  // run ch ends at end (from the walk's start), nx: the next run's channel
+  BNORM_ALWAYS_INLINE RunWalk(const float* const* q, int64_t hw_, int64_t c_, int64_t ch0)
+      : p{q[0], q[1], q[2], q[3]}, hw(hw_), c(c_), ch(ch0), nx(ch0 + 1 == c_ ? 0 : ch0 + 1), end(hw_) {}
+  // f(k): the block's result from its coefficients k[0..3]. Runs of kLanes values or
+  // more: a block meets at most two channels, so a select per coefficient and no branch
+  // but the one that moves to the next run. The coefficients are broadcast from their
+  // arrays block by block (eight vectors of two channels' sets held across blocks would
+  // take every AVX2 register).
+  template <class F>
+  BNORM_ALWAYS_INLINE Blk with(int64_t o, int n, F&& f) {
+    const int64_t left = end - o;
+    const Mask m = lanes_below(static_cast<int>(left < kLanes ? left : kLanes));
+    Blk k[4];
+    for (int i = 0; i < 4; ++i) {
+      const V a = exact_splat(p[i][ch]), b = exact_splat(p[i][nx]);
+      for (int v = 0; v < kN; ++v) k[i].v[v] = sel(m.m[v], a, b);
+    }
+    const Blk r = f(k);
+    if (o + n >= end) {
+      ch = nx;
+      nx = nx + 1 == c ? 0 : nx + 1;
+      end += hw;
+    }
+    return r;
+  }
+};
+struct WalkAffine {  // arrays mean_hi, mean_lo, scale, shift
+  RunWalk w;
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, int n, const Blk& x) {
+    return w.with(o, n, [&](const Blk* k) { return ((x - k[0]) - k[1]) * k[2] + k[3]; });
+  }
+};
+struct WalkDx {  // arrays mean, g, xc, c0
+  RunWalk w;
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, int n, const Blk& g, const Blk& x) {
+    return w.with(o, n, [&](const Blk* k) { return g * k[1] + ((x - k[0]) * k[2] + k[3]); });
+  }
+  BNORM_ALWAYS_INLINE Blk operator()(int64_t o, int n, const Blk& g) {
+    return w.with(o, n, [&](const Blk* k) { return g * k[1] + k[3]; });
+  }
 };
 
 template <class T, class C>
-BNORM_ALWAYS_INLINE void affine_with(const void* xv, const void* zv, void* yv, const Segs& s, const C& coef,
+BNORM_ALWAYS_INLINE void affine_with(const void* xv, const void* zv, void* yv, const Segs& s, C&& coef,
                                      bool relu, bool stream) {
   const T* x = static_cast<const T*>(xv);
   const T* z = static_cast<const T*>(zv);
@@ -711,7 +767,7 @@ BNORM_ALWAYS_INLINE void affine_with(const void* xv, const void* zv, void* yv, c
   bool_dispatch(
       [&](auto add, auto act) {
         for_each_block(s, stream ? y : nullptr, [&](int64_t o, int n, bool nt) {
-          Blk v = coef(o - s.off, load(x + o, n));
+          Blk v = coef(o - s.off, n, load(x + o, n));
           if constexpr (decltype(add)::value) v += load(z + o, n);
           if constexpr (decltype(act)::value) v = relu_of(v);
           store_out(y + o, v, n, nt);
@@ -730,23 +786,33 @@ __attribute__((flatten)) void affine(const void* xv, const void* zv, void* yv, c
 // Runs [r0, r1) in memory order, run r being the hw values at r * hw of channel r % c
 // (an NCHW tensor's (sample, channel) planes): the elementwise passes that need no
 // statistics first (inference), so memory is walked straight through, not a channel's
-// planes a sample apart. Coefficients per channel in arrays.
+// planes a sample apart. Coefficients per channel in arrays. Streamed short planes as
+// one walk (RunWalk): 1.1 to 1.4 times as fast on the large short-plane layers as
+// a run per plane with normal stores (bench/NOTES.md); a run per plane otherwise, with
+// less arithmetic per block (the walk's selects made planes in the caches up to 3x
+// slower), and for long planes, which are mostly full blocks anyway.
 template <class T>
 __attribute__((flatten)) void affine_flat(const void* xv, const void* zv, void* yv, int64_t r0, int64_t r1,
                                           int64_t hw, int64_t c, const LaneAffine& a, bool relu, bool stream) {
-  int64_t ch = r0 % c;
-  for (int64_t r = r0; r < r1; ++r) {
-    affine<T>(xv, zv, yv, Segs{r * hw, hw, 0, 1}, Affine{a.mean_hi[ch], a.mean_lo[ch], a.scale[ch], a.shift[ch]},
-              relu, stream);
-    ch = ch + 1 == c ? 0 : ch + 1;
+  if (!(stream && hw >= kLanes && hw < kChunk)) {
+    int64_t ch = r0 % c;
+    for (int64_t r = r0; r < r1; ++r) {
+      affine<T>(xv, zv, yv, Segs{r * hw, hw, 0, 1}, Affine{a.mean_hi[ch], a.mean_lo[ch], a.scale[ch], a.shift[ch]},
+                relu, stream);
+      ch = ch + 1 == c ? 0 : ch + 1;
+    }
+    return;
   }
+  const float* p[4] = {a.mean_hi, a.mean_lo, a.scale, a.shift};
+  affine_with<T>(xv, zv, yv, Segs{r0 * hw, (r1 - r0) * hw, 0, 1}, WalkAffine{RunWalk(p, hw, c, r0 % c)}, relu,
+                 stream);
 }
 
 // dx = coef(g, x), dz = g, g = dy masked by y > 0 when mask is given. x is not read
 // when null.
 template <class T, class C>
 BNORM_ALWAYS_INLINE void dx_with(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv,
-                                 const Segs& s, const C& coef, bool relu, bool stream) {
+                                 const Segs& s, C&& coef, bool relu, bool stream) {
   const T* x = static_cast<const T*>(xv);
   const T* y = static_cast<const T*>(maskv);
   const T* dy = static_cast<const T*>(dyv);
@@ -762,9 +828,9 @@ BNORM_ALWAYS_INLINE void dx_with(const void* xv, const void* maskv, const void* 
           if constexpr (decltype(act)::value) g = masked(g, load(y + o, n));
           Blk out;
           if constexpr (decltype(with_x)::value) {
-            out = coef(o - s.off, g, load(x + o, n));
+            out = coef(o - s.off, n, g, load(x + o, n));
           } else {
-            out = coef(o - s.off, g);
+            out = coef(o - s.off, n, g);
           }
           // dz may alias dy: everything of the block was read above.
           if constexpr (decltype(with_dz)::value) store_out(dz + o, g, n, nt && dz_stream);
@@ -787,12 +853,18 @@ template <class T>
 __attribute__((flatten)) void dx_flat(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv,
                                       int64_t r0, int64_t r1, int64_t hw, int64_t c, const LaneDx& a, bool relu,
                                       bool stream) {
-  int64_t ch = r0 % c;
-  for (int64_t r = r0; r < r1; ++r) {
-    dx_map<T>(xv, maskv, dyv, dxv, dzv, Segs{r * hw, hw, 0, 1}, DxCoef{a.mean[ch], a.g[ch], a.xc[ch], a.c0[ch]}, relu,
-              stream);
-    ch = ch + 1 == c ? 0 : ch + 1;
+  if (!(stream && hw >= kLanes && hw < kChunk)) {
+    int64_t ch = r0 % c;
+    for (int64_t r = r0; r < r1; ++r) {
+      dx_map<T>(xv, maskv, dyv, dxv, dzv, Segs{r * hw, hw, 0, 1}, DxCoef{a.mean[ch], a.g[ch], a.xc[ch], a.c0[ch]},
+                relu, stream);
+      ch = ch + 1 == c ? 0 : ch + 1;
+    }
+    return;
   }
+  const float* p[4] = {a.mean, a.g, a.xc, a.c0};
+  dx_with<T>(xv, maskv, dyv, dxv, dzv, Segs{r0 * hw, (r1 - r0) * hw, 0, 1}, WalkDx{RunWalk(p, hw, c, r0 % c)}, relu,
+             stream);
 }
 
 // A run of len values with a coefficient set per value (arrays of len values, readable
