@@ -4,9 +4,14 @@
 shapes, threads and measured memory bandwidth, merged into one results file and a table.
 
   tools/cpu_bench.py run [--build build/ci] [--groups lenet,odd,resnet50] [--shapes S,...]
-                         [--threads 2] [--target-ms 200] [--python /usr/bin/python3]
+                         [--threads 2] [--target-ms 200] [--rounds 1] [--python /usr/bin/python3]
                          [--out-dir bench/results] [--date YYYY-MM-DD]
       Runs both, writes <out-dir>/<date>-cpu-<cpu>.json and prints the table (markdown).
+      With --rounds R, bnorm and PyTorch take turns R times (the float64 oracle in the
+      first round only) and each row is the round at its median time (the lower of the
+      two middle ones), its times of every round kept as "rounds_ms": on a shared
+      machine whose memory speed drifts over minutes, one pass of each, minutes apart,
+      compares two different machines.
   tools/cpu_bench.py table RESULTS.json [--op train_step]
       The table of a results file: per shape and op, bnorm's fast path, its float64
       oracle (the CPU backend before the fast path), PyTorch, in ms; bnorm's GB/s and %
@@ -16,8 +21,9 @@ shapes, threads and measured memory bandwidth, merged into one results file and 
 
 The results file (format "bnorm-cpu-bench-results", version 1): {"format", "version",
 "date", "commit", "cpu", "threads", "isa", "memory_bandwidth_gb_per_s", "torch",
-"context", "rows": [{"name", "impl" (bnorm|pytorch), "variant" (cpu_fast|cpu_reference|
-cpu), "op", "shape", "group", "time_ms", "gb_per_s", "pct_floor", "threads"}]}.
+"rounds" (1 when absent), "context", "rows": [{"name", "impl" (bnorm|pytorch), "variant" (cpu_fast|cpu_reference|
+cpu), "op", "shape", "group", "time_ms", "gb_per_s", "pct_floor", "threads", and with
+--rounds "rounds_ms"}]}.
 Only the standard library (PyTorch runs in the peer's own process).
 """
 import argparse
@@ -74,6 +80,31 @@ def commit_here():
         return None
 
 
+def median_rows(rounds):
+    """One row per name from rounds of rows (lists in one order): the round's row at the
+    median time (the lower middle one), with every round's time as rounds_ms. Rows that
+    failed in a round are left out of its times; a name that never timed keeps its
+    first row."""
+    by, order = {}, []
+    for rows in rounds:
+        for r in rows:
+            if r["name"] not in by:
+                by[r["name"]] = []
+                order.append(r["name"])
+            by[r["name"]].append(r)
+    out = []
+    for name in order:
+        timed = sorted((r for r in by[name] if "time_ms" in r), key=lambda r: r["time_ms"])
+        if not timed:
+            out.append(by[name][0])
+            continue
+        row = dict(timed[(len(timed) - 1) // 2])
+        if len(rounds) > 1:
+            row["rounds_ms"] = [r["time_ms"] for r in by[name] if "time_ms" in r]
+        out.append(row)
+    return out
+
+
 def run(args):
     binary = os.path.join(args.build, "bench", "bnorm-bench-cpu")
     if not os.access(binary, os.X_OK):
@@ -86,36 +117,44 @@ def run(args):
             subprocess.run([binary] + sel + ["--print_suite"], check=True, stdout=f)
         with open(suite) as f:
             groups_of = {s["name"]: s["group"] for s in json.load(f)}
-        out = os.path.join(tmp, "bnorm.json")
         env = dict(os.environ)
         commit = commit_here()
         if commit and "BNORM_COMMIT" not in env:
             env["BNORM_COMMIT"] = commit
-        subprocess.run([binary] + sel + threads + ["--target_ms=%g" % args.target_ms,
-                                                  "--benchmark_out=" + out, "--benchmark_out_format=json"],
-                       check=True, stdout=sys.stderr, env=env)
-        with open(out) as f:
-            bench = json.load(f)
-        ctx = bench.get("context", {})
-        bw = float(ctx.get("memory_bandwidth_gb_per_s", 0))
-        nthreads = int(ctx.get("cpu_threads", args.threads or 1))
-        peer = os.path.join(tmp, "pytorch.json")
-        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(nthreads))
-        rc = subprocess.run([args.python, os.path.join(ROOT, "bench", "peers", "pytorch_bn.py"), "--device", "cpu",
-                             "--threads", str(nthreads), "--suite", suite, "--copy-gbps", str(bw),
-                             "--target-ms", "%g" % args.target_ms, "--out", peer], env=env).returncode
-        torch_rows, torch_version = [], None
-        if rc == 0:
-            with open(peer) as f:
-                p = json.load(f)
-            torch_rows = p.get("rows", [])
-            torch_version = p.get("context", {}).get("torch")
-        else:
-            print("cpu_bench.py: pytorch_bn.py failed (exit %d): no PyTorch rows" % rc, file=sys.stderr)
+        bnorm_rounds, torch_rounds, torch_version = [], [], None
+        for k in range(max(1, args.rounds)):
+            if args.rounds > 1:
+                print("cpu_bench.py: round %d of %d" % (k + 1, args.rounds), file=sys.stderr)
+            out = os.path.join(tmp, "bnorm.json")
+            ref = [] if k == 0 else ["--reference=off"]
+            subprocess.run([binary] + sel + threads + ref + ["--target_ms=%g" % args.target_ms,
+                                                            "--benchmark_out=" + out, "--benchmark_out_format=json"],
+                           check=True, stdout=sys.stderr, env=env)
+            with open(out) as f:
+                bench = json.load(f)
+            if k == 0:
+                ctx = bench.get("context", {})
+                bw = float(ctx.get("memory_bandwidth_gb_per_s", 0))
+                nthreads = int(ctx.get("cpu_threads", args.threads or 1))
+            bnorm_rounds.append(bnorm_rows(bench, groups_of))
+            peer = os.path.join(tmp, "pytorch.json")
+            penv = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(nthreads))
+            rc = subprocess.run([args.python, os.path.join(ROOT, "bench", "peers", "pytorch_bn.py"), "--device",
+                                 "cpu", "--threads", str(nthreads), "--suite", suite, "--copy-gbps", str(bw),
+                                 "--target-ms", "%g" % args.target_ms, "--out", peer], env=penv).returncode
+            if rc == 0:
+                with open(peer) as f:
+                    p = json.load(f)
+                torch_rounds.append(p.get("rows", []))
+                torch_version = p.get("context", {}).get("torch")
+            else:
+                print("cpu_bench.py: pytorch_bn.py failed (exit %d): no PyTorch rows this round" % rc,
+                      file=sys.stderr)
     date = args.date or datetime.date.today().isoformat()
     res = {"format": "bnorm-cpu-bench-results", "version": 1, "date": date, "commit": ctx.get("commit"),
            "cpu": ctx.get("cpu"), "threads": nthreads, "isa": ctx.get("cpu_isa"), "memory_bandwidth_gb_per_s": bw,
-           "torch": torch_version, "context": ctx, "rows": bnorm_rows(bench, groups_of) + torch_rows}
+           "torch": torch_version, "rounds": max(1, args.rounds), "context": ctx,
+           "rows": median_rows(bnorm_rounds) + median_rows(torch_rounds)}
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, "%s-cpu-%s.json" % (date, slug(ctx.get("cpu", "cpu"))))
     with open(path, "w") as f:
@@ -142,9 +181,10 @@ def render(res, only_op):
     for r in rows:
         if r["impl"] == "bnorm" and r["shape"] not in shapes:
             shapes.append(r["shape"])
-    out = ["CPU: %s, %s threads, %s loops, memory bandwidth %.1f GB/s; torch %s; commit %s; %s"
+    out = ["CPU: %s, %s threads, %s loops, memory bandwidth %.1f GB/s; torch %s; commit %s; %s; %s"
            % (res.get("cpu"), res.get("threads"), res.get("isa"), res.get("memory_bandwidth_gb_per_s", 0),
-              res.get("torch"), res.get("commit"), res.get("date")), ""]
+              res.get("torch"), res.get("commit"), res.get("date"),
+              "median of %d alternated rounds" % res["rounds"] if res.get("rounds", 1) > 1 else "one round"), ""]
     geo = {}
     for op in OPS:
         if only_op and op != only_op:
@@ -191,6 +231,7 @@ def main():
     r.add_argument("--shapes", default="")
     r.add_argument("--threads", type=int, default=0)
     r.add_argument("--target-ms", type=float, default=200.0)
+    r.add_argument("--rounds", type=int, default=1)
     r.add_argument("--python", default="/usr/bin/python3")
     r.add_argument("--out-dir", default=os.path.join(ROOT, "bench", "results"))
     r.add_argument("--date")
