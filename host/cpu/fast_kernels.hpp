@@ -676,8 +676,10 @@ BNORM_ALWAYS_INLINE void store_out(T* p, const Blk& v, int n, bool stream) {
   store(p, v, n);
 }
 
-// The coefficients of the elementwise passes: one set for a whole run, or one per value
-// (arrays read at the value's offset: span_affine, span_dx). The same arithmetic.
+// The coefficients of the elementwise passes: one set for a whole run, one per value
+// (arrays read at the value's offset: span_affine, span_dx), or one per run of a walk
+// over runs (RunWalk, below). Called block by block in order with the block's offset
+// and its n values. The same arithmetic.
 struct RunAffine {
   const Affine& a;
   BNORM_ALWAYS_INLINE Blk operator()(int64_t, int, const Blk& x) const {
