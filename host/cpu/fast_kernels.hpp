@@ -64,9 +64,8 @@ struct Mask {
   VI m[kN];
 };
 
-BNORM_ALWAYS_INLINE V splat(float f) { return V{} + f; }
-// f in every lane, bit for bit (splat's V{} + f makes -0 into +0).
-BNORM_ALWAYS_INLINE V exact_splat(float f) {
+// f in every lane, bit for bit (V{} + f would make -0 into +0).
+BNORM_ALWAYS_INLINE V splat(float f) {
   V v;
   for (int j = 0; j < kW; ++j) v[j] = f;
   return v;
@@ -730,7 +729,7 @@ struct RunWalk {
     const Mask m = lanes_below(static_cast<int>(left < kLanes ? left : kLanes));
     Blk k[4];
     for (int i = 0; i < 4; ++i) {
-      const V a = exact_splat(p[i][ch]), b = exact_splat(p[i][nx]);
+      const V a = splat(p[i][ch]), b = splat(p[i][nx]);
       for (int v = 0; v < kN; ++v) k[i].v[v] = sel(m.m[v], a, b);
     }
     const Blk r = f(k);
@@ -793,10 +792,13 @@ __attribute__((flatten)) void affine(const void* xv, const void* zv, void* yv, c
 // a run per plane with normal stores (bench/NOTES.md); a run per plane otherwise, with
 // less arithmetic per block (the walk's selects made planes in the caches up to 3x
 // slower), and for long planes, which are mostly full blocks anyway.
+// Whether a flat pass walks its runs (streamed short planes), else a run per plane.
+BNORM_ALWAYS_INLINE bool walks(int64_t hw, bool stream) { return stream && hw >= kLanes && hw < kChunk; }
+
 template <class T>
 __attribute__((flatten)) void affine_flat(const void* xv, const void* zv, void* yv, int64_t r0, int64_t r1,
                                           int64_t hw, int64_t c, const LaneAffine& a, bool relu, bool stream) {
-  if (!(stream && hw >= kLanes && hw < kChunk)) {
+  if (!walks(hw, stream)) {
     int64_t ch = r0 % c;
     for (int64_t r = r0; r < r1; ++r) {
       affine<T>(xv, zv, yv, Segs{r * hw, hw, 0, 1}, Affine{a.mean_hi[ch], a.mean_lo[ch], a.scale[ch], a.shift[ch]},
@@ -855,7 +857,7 @@ template <class T>
 __attribute__((flatten)) void dx_flat(const void* xv, const void* maskv, const void* dyv, void* dxv, void* dzv,
                                       int64_t r0, int64_t r1, int64_t hw, int64_t c, const LaneDx& a, bool relu,
                                       bool stream) {
-  if (!(stream && hw >= kLanes && hw < kChunk)) {
+  if (!walks(hw, stream)) {
     int64_t ch = r0 % c;
     for (int64_t r = r0; r < r1; ++r) {
       dx_map<T>(xv, maskv, dyv, dxv, dzv, Segs{r * hw, hw, 0, 1}, DxCoef{a.mean[ch], a.g[ch], a.xc[ch], a.c0[ch]},
